@@ -1,0 +1,126 @@
+"""The audit log: every decision with its reasons and features, completed by the hangup feedback."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from callshield import db
+from callshield.verdict import CallOutcome, Verdict
+
+INSERT_DECISION = (
+    "INSERT OR IGNORE INTO decisions (id, ts, caller, callee, action, decided, score, reason, reasons, features, "
+    "mode, channel) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+UPDATE_OUTCOME = "UPDATE decisions SET ended = ?, dialstatus = ?, billsec = ?, hangup_cause = ? WHERE id = ?"
+UPDATE_SCREEN = "UPDATE decisions SET screen = ?, action = ? WHERE id = ?"
+_COLUMNS = ("id, ts, caller, callee, action, decided, score, reason, reasons, features, mode, channel, "
+            "ended, dialstatus, billsec, hangup_cause, screen")
+
+_json = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    """One audited decision as stored."""
+
+    id: str
+    ts: float
+    caller: str
+    callee: str
+    action: str
+    decided: str
+    score: int
+    reason: str
+    reasons: list[dict[str, Any]]
+    features: list[float]
+    mode: str
+    channel: str
+    ended: float | None
+    dialstatus: str | None
+    billsec: float | None
+    hangup_cause: int | None
+    screen: str | None
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> DecisionRecord:
+        values = list(row)
+        values[8] = msgspec.json.decode(values[8])
+        values[9] = msgspec.json.decode(values[9])
+        return cls(*values)
+
+
+class AuditLog:
+    """Buffers audit rows for the next batch and answers queries over committed ones."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._decisions: list[tuple[Any, ...]] = []
+        self._updates: list[db.Statement] = []
+
+    def record(self, verdict: Verdict, *, channel: str = "") -> None:
+        self._decisions.append((
+            verdict.id, verdict.decided_at, verdict.caller, verdict.callee, verdict.action.value,
+            verdict.decided.value, verdict.score, verdict.reason, _json.encode(verdict.reasons),
+            _json.encode(verdict.features), verdict.mode.value, channel[:128],
+        ))
+
+    def record_outcome(self, outcome: CallOutcome, ended_at: float) -> None:
+        self._updates.append((UPDATE_OUTCOME, [(ended_at, outcome.dialstatus[:32], outcome.billsec,
+                                                outcome.hangup_cause, outcome.decision_id)]))
+
+    def record_screen(self, decision_id: str, result: str, action: str) -> None:
+        self._updates.append((UPDATE_SCREEN, [(result, action, decision_id)]))
+
+    def pending_count(self) -> int:
+        return len(self._decisions) + len(self._updates)
+
+    def take_writes(self) -> list[db.Statement]:
+        statements: list[db.Statement] = []
+        if self._decisions:
+            statements.append((INSERT_DECISION, self._decisions))
+        statements.extend(self._updates)  # after the inserts: an outcome may update a row of this batch
+        self._decisions, self._updates = [], []
+        return statements
+
+    def restore_writes(self, statements: list[db.Statement]) -> None:
+        for sql, params in statements:
+            if sql == INSERT_DECISION:
+                self._decisions[:0] = list(params)  # type: ignore[arg-type]
+            elif sql in (UPDATE_OUTCOME, UPDATE_SCREEN):
+                self._updates.append((sql, params))
+
+    @staticmethod
+    def prune_statement(before: float) -> db.Statement:
+        return ("DELETE FROM decisions WHERE ts < ?", [(before,)])
+
+    # --- queries --------------------------------------------------------------------------------
+
+    def get(self, decision_id: str) -> DecisionRecord | None:
+        row = self._conn.execute(f"SELECT {_COLUMNS} FROM decisions WHERE id = ?", (decision_id,)).fetchone()
+        return None if row is None else DecisionRecord.from_row(row)
+
+    def for_caller(self, caller: str, limit: int = 20) -> list[DecisionRecord]:
+        cursor = self._conn.execute(
+            f"SELECT {_COLUMNS} FROM decisions WHERE caller = ? ORDER BY ts DESC LIMIT ?", (caller, limit))
+        return [DecisionRecord.from_row(r) for r in cursor]
+
+    def recent(self, limit: int = 50, *, action: str | None = None) -> list[DecisionRecord]:
+        if action:
+            cursor = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM decisions WHERE action = ? ORDER BY ts DESC LIMIT ?", (action, limit))
+        else:
+            cursor = self._conn.execute(f"SELECT {_COLUMNS} FROM decisions ORDER BY ts DESC LIMIT ?", (limit,))
+        return [DecisionRecord.from_row(r) for r in cursor]
+
+    def counts(self, since: float) -> dict[str, dict[str, int]]:
+        """Decisions since ``since`` by action and by primary reason."""
+        by_action = dict(self._conn.execute(
+            "SELECT action, count(*) FROM decisions WHERE ts >= ? GROUP BY action", (since,)).fetchall())
+        by_reason = dict(self._conn.execute(
+            "SELECT reason, count(*) FROM decisions WHERE ts >= ? GROUP BY reason ORDER BY 2 DESC LIMIT 20",
+            (since,)).fetchall())
+        return {"action": by_action, "reason": by_reason}

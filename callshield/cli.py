@@ -1,0 +1,388 @@
+"""The ``callshield`` command line.
+
+Exit codes (stable, for scripts): 0 success; 1 internal error (a bug: the traceback is shown);
+2 usage error (bad option, number or pattern); 3 invalid configuration; 4 database problem;
+5 unusable input file.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from callshield import db
+from callshield.config import Config, load_config, parse_duration
+from callshield.engine import Firewall
+from callshield.errors import CallshieldError, ConfigError, ImportFormatError, RuleError, StoreError
+from callshield.explain import explain, verdict_summary
+from callshield.rules import RuleAction, RuleSpec, parse_pattern
+from callshield.verdict import Call
+
+EXIT_USAGE, EXIT_CONFIG, EXIT_DATABASE, EXIT_INPUT = 2, 3, 4, 5
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class State:
+    def __init__(self, config_path: str | None, database: str | None) -> None:
+        self.config_path = config_path
+        self.database = database
+        self._config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+    @contextmanager
+    def firewall(self, *, external_writer: bool = True) -> Iterator[Firewall]:
+        fw = Firewall.open(self.config, path=self.database, external_writer=external_writer)
+        try:
+            yield fw
+        finally:
+            fw.close()
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"callshield: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", envvar="CALLSHIELD_CONFIG", type=click.Path(dir_okay=False),
+              help="Config file (TOML). Default: $CALLSHIELD_CONFIG, else built-in defaults.")
+@click.option("--db", "database", type=click.Path(dir_okay=False), help="Database file (overrides storage.path).")
+@click.version_option(package_name="callshield")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, database: str | None) -> None:
+    """callshield: a spam-call firewall for Asterisk."""
+    ctx.obj = State(config_path, database)
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+def _number_argument(state: State, raw: str) -> str:
+    info = state_normalizer(state).normalize(raw)
+    if info.e164 is None:
+        _fail(f"{info.raw!r} is not a phone number ({info.kind.value})", EXIT_USAGE)
+    return info.e164
+
+
+def state_normalizer(state: State) -> Any:
+    from callshield.numbers import Normalizer
+
+    return Normalizer(default_region=state.config.node.default_region, cache_size=64)
+
+
+# --- deciding and explaining ---------------------------------------------------------------------
+
+@cli.command()
+@click.argument("number")
+@click.option("--did", default="", help="The number dialed (DID), for scoped rules and patterns.")
+@click.option("--trunk", default="", help="Trunk name, for numbering overrides.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_state
+def check(state: State, number: str, did: str, trunk: str, as_json: bool) -> None:
+    """Decide a call from NUMBER now, without recording anything."""
+    with state.firewall() as fw:
+        verdict = fw.decide(Call(caller=number, callee=did, trunk=trunk), record=False)
+    summary = verdict_summary(verdict)
+    if as_json:
+        _print_json({"number": verdict.caller, **{k: summary[k] for k in
+                     ("action", "score", "reasons", "reason", "decided", "mode", "details")}})
+        return
+    click.echo(f"{verdict.caller}: {verdict.action.value} (score {verdict.score}, reason {verdict.reason})"
+               + (f" [shadow: would {verdict.decided.value}]" if verdict.action != verdict.decided else ""))
+    for detail in summary["details"]:
+        click.echo(f"  {detail['points']:+6.1f}  {detail['code']:<24} {detail['detail']}")
+
+
+@cli.command(name="explain")
+@click.argument("number")
+@click.option("--did", default="", help="Explain a call to this DID.")
+@click.option("--limit", default=20, show_default=True, help="History entries to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_state
+def explain_command(state: State, number: str, did: str, limit: int, as_json: bool) -> None:
+    """Everything known about NUMBER, and why each verdict was given."""
+    with state.firewall() as fw:
+        data = explain(fw, number, callee=did, limit=limit)
+    if as_json:
+        _print_json(data)
+        return
+    _print_explanation(data)
+
+
+def _ts(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _print_explanation(data: dict[str, Any]) -> None:
+    num, now = data["number"], data["now"]
+    click.echo(f"number   {num['e164'] or num['kind']}  (kind {num['kind']}, valid {num['valid']}, "
+               f"type {num['number_type']}, region {num['region']})")
+    click.echo(f"now      {now['action']} (score {now['score']}, reason {now['reason']})")
+    for d in now["details"]:
+        click.echo(f"         {d['points']:+6.1f}  {d['code']:<24} {d['detail']}")
+    for rule in data["rules"]:
+        state = "active" if rule["applies_now"] else "not active now"
+        click.echo(f"rule     {rule['action']} {rule['pattern']} from {rule['source']} ({state}) {rule['note']}")
+    rep = data.get("reputation")
+    if rep:
+        click.echo(f"history  first seen {_ts(rep['first_seen'])}, last seen {_ts(rep['last_seen'])}, "
+                   f"{rep['calls']} calls")
+        click.echo(f"evidence reports {rep['reports']}, screen failed {rep['screen_failed']}, passed "
+                   f"{rep['screen_passed']}, long calls {rep['legit_calls']}, short {rep['short_calls']}, "
+                   f"peer {rep['peer_bad']}; bad neighbours /10 {rep['range_bad_10']}, /100 {rep['range_bad_100']}")
+    for ev in data.get("evidence", []):
+        click.echo(f"event    {_ts(ev['ts'])} {ev['kind']} x{ev['weight']:g} by {ev['source']} {ev['note']}")
+    for d in data.get("decisions", []):
+        outcome = d["outcome"]
+        ended = f" -> {outcome['dialstatus']} {outcome['billsec']}s" if outcome and outcome["dialstatus"] else ""
+        screen = f" screen {outcome['screen']}" if outcome and outcome["screen"] else ""
+        click.echo(f"decision {_ts(d['ts'])} {d['id']} to {d['callee']}: {d['action']} score {d['score']} "
+                   f"({', '.join(d['reasons']) or 'clean'}){ended}{screen}")
+
+
+# --- lists ---------------------------------------------------------------------------------------
+
+def _list_options(func: _F) -> _F:
+    func = click.option("--note", default="", help="Why (shown by explain).")(func)
+    func = click.option("--ttl", default=None, help="Expire after this long: 90m, 24h, 30d.")(func)
+    func = click.option("--tenant", "tenants", multiple=True, help="Only for this tenant (repeatable).")(func)
+    func = click.option("--did", "dids", multiple=True, help="Only for calls to this DID pattern (repeatable).")(func)
+    return click.argument("pattern")(func)
+
+
+def _pattern_argument(state: State, pattern: str) -> str:
+    """Accept a national number for an exact entry; patterns must be E.164 already."""
+    try:
+        return parse_pattern(pattern).text
+    except RuleError as exc:
+        if any(ch in pattern for ch in "*?["):
+            _fail(str(exc), EXIT_USAGE)
+        return _number_argument(state, pattern)
+
+
+def _add_entry(state: State, action: RuleAction, pattern: str, dids: tuple[str, ...], tenants: tuple[str, ...],
+               ttl: str | None, note: str) -> None:
+    text = _pattern_argument(state, pattern)
+    try:
+        expires = None
+        if ttl:
+            expires = datetime.now(UTC) + timedelta(seconds=parse_duration(ttl))
+        dids = tuple(_pattern_argument(state, d) for d in dids)
+        spec = RuleSpec(action=action, pattern=text, dids=dids, tenants=tenants, expires=expires, note=note)
+    except (ValueError, RuleError) as exc:
+        _fail(str(exc), EXIT_USAGE)
+    with state.firewall() as fw:
+        entry_id = fw.lists.add(spec, now=time.time())
+    scope = f" for {', '.join(dids + tenants)}" if dids or tenants else ""
+    until = f" until {spec.expires:%Y-%m-%d %H:%M} UTC" if spec.expires else ""
+    click.echo(f"{action.value} {text}{scope}{until} (list:{entry_id})")
+
+
+@cli.command()
+@_list_options
+@pass_state
+def allow(state: State, pattern: str, dids: tuple[str, ...], tenants: tuple[str, ...], ttl: str | None,
+          note: str) -> None:
+    """Always connect callers matching PATTERN (+14155550123, +1415555*, anonymous, ...)."""
+    _add_entry(state, RuleAction.ALLOW, pattern, dids, tenants, ttl, note)
+
+
+@cli.command()
+@_list_options
+@pass_state
+def deny(state: State, pattern: str, dids: tuple[str, ...], tenants: tuple[str, ...], ttl: str | None,
+         note: str) -> None:
+    """Block callers matching PATTERN."""
+    _add_entry(state, RuleAction.DENY, pattern, dids, tenants, ttl, note)
+
+
+@cli.command()
+@click.argument("pattern")
+@click.option("--did", "dids", multiple=True, help="Only the entry with exactly this DID scope.")
+@pass_state
+def unlist(state: State, pattern: str, dids: tuple[str, ...]) -> None:
+    """Remove the allow/deny entries for PATTERN."""
+    text = _pattern_argument(state, pattern)
+    with state.firewall() as fw:
+        removed = fw.lists.remove(text, dids=tuple(_pattern_argument(state, d) for d in dids) if dids else None)
+    if not removed:
+        _fail(f"no list entry for {text}", EXIT_USAGE)
+    click.echo(f"removed {removed} entr{'y' if removed == 1 else 'ies'} for {text}")
+
+
+@cli.command(name="lists")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def lists_command(state: State, as_json: bool) -> None:
+    """Show the allow/deny entries (CLI-managed and from the config file)."""
+    with state.firewall() as fw:
+        rows = [{"source": r.source, "action": r.action.value, "pattern": r.pattern.text, "dids": list(r.spec.dids),
+                 "tenants": list(r.spec.tenants), "expires": r.spec.expires.isoformat() if r.spec.expires else None,
+                 "note": r.spec.note} for r in fw.rules.rules]
+    if as_json:
+        _print_json(rows)
+        return
+    for row in rows:
+        scope = " ".join(row["dids"] + row["tenants"]) or "global"
+        click.echo(f"{row['source']:<16} {row['action']:<6} {row['pattern']:<20} {scope:<20} "
+                   f"{row['expires'] or '':<26} {row['note']}")
+
+
+# --- evidence ------------------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("number")
+@click.option("--note", default="", help="What the call was.")
+@click.option("--admin", is_flag=True, help="An administrator's report (weighs 3 user reports).")
+@pass_state
+def report(state: State, number: str, note: str, admin: bool) -> None:
+    """Report NUMBER as spam."""
+    from callshield.reputation import EvidenceKind
+
+    with state.firewall() as fw:
+        try:
+            info = fw.report(number, kind=EvidenceKind.ADMIN_REPORT if admin else EvidenceKind.REPORT, note=note)
+        except ValueError as exc:
+            _fail(str(exc), EXIT_USAGE)
+    click.echo(f"reported {info.e164}")
+
+
+@cli.command(name="import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["ftc", "list"]), default=None,
+              help="ftc (complaint CSV) or list (one number per line). Default: by file name/header.")
+@click.option("--dates", type=click.Choice(["row", "now"]), default="row", show_default=True,
+              help="Date complaints by their row (decayed to today) or as if made now.")
+@click.option("--region", default=None, help="Region for national numbers (default: node.default_region).")
+@click.option("--force", is_flag=True, help="Import a file again even if it was imported before.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def import_command(state: State, file: Path, fmt: str | None, dates: str, region: str | None, force: bool,
+                   as_json: bool) -> None:
+    """Import a blocklist FILE in one transaction; bad rows are counted and skipped."""
+    from tqdm import tqdm
+
+    from callshield.importer import import_file
+
+    chosen = fmt or ("ftc" if ".csv" in file.name.lower() else "list")
+    started = time.perf_counter()
+    with state.firewall() as fw, tqdm(total=file.stat().st_size, unit="B", unit_scale=True, desc="import",
+                                      disable=None, file=sys.stderr) as bar:
+        result = import_file(fw._conn, fw.store, file, fmt=chosen,  # type: ignore[arg-type]
+                             region=region or state.config.node.default_region, normalizer=fw.normalizer,
+                             now=time.time(), dates=dates, force=force,  # type: ignore[arg-type]
+                             progress=bar.update)
+    result.seconds = time.perf_counter() - started
+    if as_json:
+        _print_json(result.as_dict())
+        return
+    click.echo(f"imported {result.accepted} of {result.rows} rows ({result.numbers} numbers) from {file} "
+               f"in {result.seconds:.1f} s")
+    for reason, count in sorted(result.rejected.items(), key=lambda kv: -kv[1]):
+        click.echo(f"  rejected {count:>9}  {reason}")
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["csv", "list"]), default="csv", show_default=True)
+@click.option("--min-reports", default=0.0, help="Only numbers with at least this decayed report weight.")
+@click.option("--output", "-o", type=click.File("w"), default="-")
+@pass_state
+def export(state: State, fmt: str, min_reports: float, output: Any) -> None:
+    """Export reported numbers (CSV with evidence, or one number per line for `import --format list`)."""
+    from callshield.importer import export_rows
+
+    with state.firewall() as fw:
+        if fmt == "csv":
+            output.write("number,reports,legit_calls,screen_failed,first_seen,last_seen\n")
+        for row in export_rows(fw.store, time.time(), min_reports=min_reports):
+            output.write(",".join(str(v) for v in row) + "\n" if fmt == "csv" else f"{row[0]}\n")
+
+
+@cli.command()
+@click.option("--since", default="24h", show_default=True, help="Period: 1h, 24h, 7d.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def stats(state: State, since: str, as_json: bool) -> None:
+    """Decisions by action and reason, and the size of the database."""
+    try:
+        period = parse_duration(since)
+    except ValueError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    with state.firewall() as fw:
+        counts = fw.audit.counts(time.time() - period)
+        data = {"since": since, "decisions": counts["action"], "reasons": counts["reason"],
+                "numbers": fw.store.count(), "list_entries": len(fw.rules)}
+    if as_json:
+        _print_json(data)
+        return
+    click.echo(f"numbers with reputation: {data['numbers']}; allow/deny rules: {data['list_entries']}")
+    click.echo(f"decisions in the last {since}: " + (", ".join(f"{k} {v}" for k, v in counts["action"].items())
+                                                     or "none"))
+    for reason, count in counts["reason"].items():
+        click.echo(f"  {count:>8}  {reason}")
+
+
+# --- configuration -------------------------------------------------------------------------------
+
+@cli.group()
+def config() -> None:
+    """Configuration tools."""
+
+
+@config.command(name="check")
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@pass_state
+def config_check(state: State, file: str | None) -> None:
+    """Validate FILE (default: --config) without starting anything."""
+    from callshield.rules import Rule, RuleSet
+
+    path = file or state.config_path
+    loaded = load_config(path)
+    rules = RuleSet(Rule.compile(spec, source=f"config:rules[{i}]") for i, spec in enumerate(loaded.rules))
+    for first, second in rules.conflicts():
+        click.echo(f"warning: {first.source} and {second.source} allow and deny the same pattern "
+                   f"{first.pattern.text} with the same scope: the allow wins", err=True)
+    click.echo(f"{path or '(built-in defaults)'}: OK ({len(loaded.rules)} rules, mode {loaded.policy.mode.value}, "
+               f"database {loaded.storage.database_path()})")
+
+
+def main() -> None:
+    """Entry point: map errors a user can fix to messages and exit codes, never a traceback."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        _fail("aborted", 1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+    except StoreError as exc:
+        _fail(str(exc), EXIT_DATABASE)
+    except ImportFormatError as exc:
+        _fail(str(exc), EXIT_INPUT)
+    except (RuleError, CallshieldError) as exc:
+        _fail(str(exc), EXIT_USAGE)
+    except db.sqlite3.Error as exc:
+        _fail(f"database error: {exc}", EXIT_DATABASE)
+    except BrokenPipeError:
+        sys.exit(0)

@@ -1,0 +1,347 @@
+"""Configuration: one TOML file, validated, every setting with a working default (DESIGN contract 3).
+
+Unknown keys are rejected; every error names the key and, where it can be found, the line.
+Durations are written as numbers of seconds or as strings with a unit: ``"300ms"``, ``"90s"``,
+``"5m"``, ``"24h"``, ``"30d"``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import phonenumbers
+
+from callshield.errors import ConfigError
+from callshield.rules import RuleError, RuleSpec, parse_pattern
+from callshield.verdict import Mode
+
+ENV_CONFIG = "CALLSHIELD_CONFIG"
+
+
+class Seconds(float):
+    """A duration in seconds; parsed from a number or a string such as ``"5m"``."""
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: object) -> Seconds:
+    """``90`` → 90 s; ``"300ms"``, ``"5m"``, ``"24h"``, ``"30d"``; raise ValueError otherwise."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration, got a boolean")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return Seconds(value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return Seconds(float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    raise ValueError(f"expected a duration such as 30, '300ms', '5m', '24h' or '30d', got {value!r}")
+
+
+def _dec_hook(kind: type, value: Any) -> Any:
+    if kind is Seconds:
+        return parse_duration(value)
+    raise NotImplementedError
+
+
+def _check_region(region: str) -> None:
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(f"unknown region {region!r}: use an ISO 3166 code such as US, GB, DE")
+
+
+class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class NodeConfig(_Section):
+    name: str = ""
+    """Node name (default: the host name). Shown in the audit log and, later, to mesh peers."""
+    cluster: str = "default"
+    default_region: str = "US"
+    """Region for numbers written without a country code (``00``/``011`` follow the region's rules)."""
+
+    def __post_init__(self) -> None:
+        _check_region(self.default_region)
+
+    @property
+    def node_name(self) -> str:
+        return self.name or socket.gethostname() or "callshield"
+
+
+class StorageConfig(_Section):
+    path: str = ""
+    """SQLite database file; default ``$XDG_DATA_HOME/callshield/callshield.sqlite3``."""
+    flush_interval: Seconds = Seconds(0.5)
+    """How often buffered writes (audit, evidence) are committed."""
+    number_cache: int = 262_144
+    """Normalized numbers kept in memory."""
+    reputation_cache: int = 262_144
+    """Reputation blocks (/100 ranges) kept in memory."""
+    audit_retention: Seconds = Seconds(90 * 86400)
+
+    def __post_init__(self) -> None:
+        if self.number_cache < 1 or self.reputation_cache < 1:
+            raise ValueError("cache sizes must be at least 1")
+
+    def database_path(self) -> Path:
+        if self.path:
+            return Path(self.path).expanduser()
+        base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+        return Path(base) / "callshield" / "callshield.sqlite3"
+
+
+class AgiConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = 4573
+    header_timeout: Seconds = Seconds(2.0)
+    command_timeout: Seconds = Seconds(2.0)
+    decision_timeout: Seconds = Seconds(0.3)
+    """Bound on the whole verdict exchange; on expiry the call is connected with reason ``timeout``."""
+    max_sessions: int = 10_000
+    max_line: int = 8192
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError("port must be between 0 and 65535")
+
+
+class PolicyConfig(_Section):
+    mode: Mode = Mode.ENFORCE
+    screen_at: int = 50
+    """Risk score (0-100) from which a call is screened."""
+    block_at: int = 80
+    """Risk score from which a call is blocked."""
+    block_cause: int = 21
+    """Q.850 cause for blocked calls (21 = call rejected)."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.screen_at <= 101 or not 0 <= self.block_at <= 101:
+            raise ValueError("screen_at and block_at must be between 0 and 101 (101 = never)")
+        if self.screen_at > self.block_at:
+            raise ValueError(f"screen_at ({self.screen_at}) must not be above block_at ({self.block_at})")
+        if not 1 <= self.block_cause <= 127:
+            raise ValueError("block_cause must be a Q.850 cause code between 1 and 127")
+
+
+class ScoringConfig(_Section):
+    """Points each finding adds to the risk score (negative points lower it)."""
+
+    anonymous: float = 20.0
+    withheld: float = 15.0
+    unavailable: float = 15.0
+    invalid: float = 45.0
+    """Junk, too short or too long caller IDs, and numbers that do not exist in the numbering plan."""
+    premium_rate: float = 35.0
+    new_number: float = 5.0
+    """A number this node has never seen before."""
+    neighbour: float = 8.0
+    """Caller shares country, area code and exchange with the callee (neighbour spoofing)."""
+    reports: float = 40.0
+    """One decayed spam report; more reports add less each (logarithmic)."""
+    screen_failed: float = 30.0
+    legitimate: float = -12.0
+    """Each decayed answered long call or passed screening."""
+    range_heat: float = 25.0
+    """Several bad numbers in the caller's /100 block."""
+    rate: float = 30.0
+    fanout: float = 45.0
+    sweep: float = 65.0
+    concurrent: float = 25.0
+    repeat: float = 20.0
+    short_calls: float = 25.0
+
+
+class ReputationConfig(_Section):
+    half_life: Seconds = Seconds(30 * 86400)
+    """Evidence loses half its weight in this time."""
+    long_call: Seconds = Seconds(60.0)
+    """An answered call at least this long is evidence that the caller is legitimate."""
+    short_call: Seconds = Seconds(6.0)
+    """An answered call shorter than this counts as a short call."""
+    bad_threshold: float = 1.0
+    """Decayed badness from which a number counts as bad for its neighbours (range heat)."""
+    range_bad_numbers: int = 3
+    """Bad numbers in one /100 block from which the block heats its other numbers."""
+
+
+class PatternsConfig(_Section):
+    window: Seconds = Seconds(3600.0)
+    """The long sliding window (calls per hour, fan-out, repeats, sweeps)."""
+    max_callers: int = 500_000
+    """Callers tracked in memory; the least recently seen are evicted beyond this."""
+    max_events: int = 128
+    """Calls remembered per caller inside the window."""
+    snapshot_interval: Seconds = Seconds(60.0)
+    rate_per_minute: int = 5
+    rate_per_hour: int = 30
+    fanout: int = 8
+    """Distinct callees in the window from which fan-out counts."""
+    sweep: int = 4
+    """Consecutive DIDs dialed in ascending numeric order from which a sweep counts."""
+    concurrent: int = 3
+    repeat: int = 6
+    """Calls to the same callee in the window from which repeats count."""
+
+    def __post_init__(self) -> None:
+        if self.window < 60:
+            raise ValueError("window must be at least 60 seconds")
+        if self.max_callers < 1 or self.max_events < 4:
+            raise ValueError("max_callers must be >= 1 and max_events >= 4")
+
+
+class ScreeningConfig(_Section):
+    pass_ttl: Seconds = Seconds(86400.0)
+    """How long a passed screening lets the same caller reach the same callee without a new challenge."""
+
+
+class SafetyConfig(_Section):
+    emergency: bool = True
+    """Always connect calls from or to the region's emergency numbers. Turning this off is refused."""
+    critical: tuple[str, ...] = ()
+    """Patterns of numbers whose calls (from or to) are always connected: hospitals, utilities, ..."""
+
+    def __post_init__(self) -> None:
+        if not self.emergency:
+            raise ValueError("emergency numbers are always connected; this safety rail cannot be turned off")
+        for pattern in self.critical:
+            try:
+                parse_pattern(pattern)
+            except RuleError as exc:
+                raise ValueError(str(exc)) from None
+
+
+class NumberingConfig(_Section):
+    """A numbering override: calls on this trunk, or to these DIDs, use another region and/or tenant."""
+
+    trunk: str = ""
+    did: str = ""
+    region: str = ""
+    tenant: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.trunk and not self.did:
+            raise ValueError("a numbering override needs a trunk or a did pattern")
+        if self.region:
+            _check_region(self.region)
+        if self.did:
+            try:
+                parse_pattern(self.did)
+            except RuleError as exc:
+                raise ValueError(str(exc)) from None
+
+
+class LoggingConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"
+
+
+class Config(_Section):
+    """The whole configuration."""
+
+    node: NodeConfig = NodeConfig()
+    storage: StorageConfig = StorageConfig()
+    agi: AgiConfig = AgiConfig()
+    policy: PolicyConfig = PolicyConfig()
+    scoring: ScoringConfig = ScoringConfig()
+    reputation: ReputationConfig = ReputationConfig()
+    patterns: PatternsConfig = PatternsConfig()
+    screening: ScreeningConfig = ScreeningConfig()
+    safety: SafetyConfig = SafetyConfig()
+    numbering: tuple[NumberingConfig, ...] = ()
+    rules: tuple[RuleSpec, ...] = ()
+    logging: LoggingConfig = LoggingConfig()
+
+
+def config_from_dict(data: dict[str, Any], *, source: str = "<config>", text: str = "") -> Config:
+    """Validate parsed TOML; raise :class:`ConfigError` naming the key (and the line, given ``text``)."""
+    try:
+        return msgspec.convert(data, type=Config, dec_hook=_dec_hook)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_describe(str(exc), source, text)) from None
+
+
+def parse_config(text: str, *, source: str = "<config>") -> Config:
+    """Parse and validate TOML text."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    return config_from_dict(data, source=source, text=text)
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Load ``path``, else ``$CALLSHIELD_CONFIG``, else the embedded defaults."""
+    chosen = path if path is not None else os.environ.get(ENV_CONFIG) or None
+    if chosen is None:
+        return Config()
+    file = Path(chosen)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot read the config file: {exc}") from None
+    return parse_config(text, source=str(file))
+
+
+# --- error locations -------------------------------------------------------------------------------
+
+_ERROR_PATH = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_UNKNOWN_FIELD = re.compile(r"unknown field `(?P<key>[^`]+)`")
+_PATH_PART = re.compile(r"\.([A-Za-z0-9_-]+)|\[(\d+)\]")
+
+
+def _describe(message: str, source: str, text: str) -> str:
+    match = _ERROR_PATH.match(message)
+    assert match is not None
+    detail, raw_path = match.group("message"), match.group("path") or ""
+    parts: list[str | int] = [int(i) if i else k for k, i in _PATH_PART.findall(raw_path)]
+    unknown = _UNKNOWN_FIELD.search(detail)
+    if unknown:
+        parts.append(unknown.group("key"))
+    key = _dotted(parts) or "(top level)"
+    line = _locate_line(text, parts) if text else None
+    where = f"{source}:{line}" if line else source
+    return f"{where}: {key}: {detail}"
+
+
+def _dotted(parts: list[str | int]) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+_TABLE = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\s]+?)\s*\]\]?\s*(?:#.*)?$")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_-]+)\s*=")
+
+
+def _locate_line(text: str, parts: list[str | int]) -> int | None:
+    """Line of the key ``parts`` (e.g. ``["rules", 2, "pattern"]``) in TOML ``text``, else of its table."""
+    wanted = tuple(parts)
+    current: tuple[str | int, ...] = ()
+    array_counts: dict[tuple[str, ...], int] = {}
+    table_line: int | None = None
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = _TABLE.match(line)
+        if header:
+            name = tuple(re.sub(r"\s+", "", header.group(2)).split("."))
+            if header.group(1) == "[[":
+                array_counts[name] = array_counts.get(name, -1) + 1
+                current = (*name, array_counts[name])
+            else:
+                current = name
+            if current == wanted and table_line is None:
+                table_line = number
+            continue
+        key = _KEY.match(line)
+        if key and (*current, key.group(1)) == wanted:
+            return number
+    return table_line

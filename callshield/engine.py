@@ -1,0 +1,374 @@
+"""The decision core: :class:`Firewall` turns a :class:`Call` into a :class:`Verdict`.
+
+Decision precedence (DESIGN.md; the tests hold it to this order):
+    1. safety rails: calls from or to emergency and configured critical numbers are connected;
+    2. local explicit rules, most specific first (see :mod:`callshield.rules`);
+    3. a recent screening pass of this caller to this callee;
+    4. the risk score (reputation, dialing patterns, number facts) mapped by ``screen_at``/``block_at``;
+    5. shadow mode: everything above is decided and recorded, and every call is connected.
+
+The core does no I/O of its own on the decision path: reputation reads come from memory (with a
+synchronous SQLite read on a cache miss), and every write is buffered and committed in batches by
+:meth:`Firewall.flush` (synchronous, for the CLI and replays) or :meth:`Firewall.flush_async` (the
+server's writer task). Time comes only from the injected clock or the call itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import phonenumbers
+
+from callshield import db
+from callshield.audit import AuditLog
+from callshield.clock import Clock, SystemClock
+from callshield.config import Config, NumberingConfig
+from callshield.features import feature_vector
+from callshield.liststore import ListStore
+from callshield.numbers import Normalizer, NumberInfo
+from callshield.patterns import NO_CALLEE, NO_PATTERN, PatternTracker
+from callshield.policy import ExpertScorer, Scorer, action_for
+from callshield.reputation import UNKNOWN_VIEW, EvidenceKind, ReputationStore
+from callshield.rules import Pattern, Rule, RuleAction, RuleSet, parse_pattern
+from callshield.verdict import Action, Call, CallOutcome, Mode, Reason, ScreenResult, Verdict
+
+log = logging.getLogger(__name__)
+
+RECENT_DECISIONS = 200_000
+"""Decisions remembered in memory for the hangup feedback (older ones are looked up in the audit log)."""
+_SCREEN_WEIGHT = {ScreenResult.FAILED: 1.0, ScreenResult.TIMEOUT: 0.5}
+
+
+@dataclass(frozen=True, slots=True)
+class _Recent:
+    caller_key: int | None
+    callee: str
+    decided_at: float
+    action: Action
+
+
+class Firewall:
+    """Decides calls; learns from their outcomes. One per process, used from one thread."""
+
+    def __init__(self, *, config: Config, conn: sqlite3.Connection, clock: Clock | None = None,
+                 normalizer: Normalizer | None = None, scorer: Scorer | None = None,
+                 external_writer: bool = False) -> None:
+        self._clock: Clock = clock or SystemClock()
+        self._conn = conn
+        self._external_writer = external_writer
+        now = self._clock.now()
+        self._normalizer = normalizer or Normalizer(default_region=config.node.default_region,
+                                                    cache_size=config.storage.number_cache)
+        self.store = ReputationStore(conn, half_life=config.reputation.half_life, now=now,
+                                     cache_blocks=config.storage.reputation_cache,
+                                     bad_threshold=config.reputation.bad_threshold)
+        self.audit = AuditLog(conn)
+        self.lists = ListStore(conn)
+        self.patterns = PatternTracker(window=config.patterns.window, max_callers=config.patterns.max_callers,
+                                       max_events=config.patterns.max_events)
+        self.patterns.restore(conn, now)
+        self._custom_scorer = scorer
+        self._recent: dict[str, _Recent] = {}
+        self._passes: dict[tuple[int, str], float] = {}
+        self._pass_writes: list[tuple[int, str, float]] = []
+        self._retry: list[db.Statement] = []
+        self.counters: Counter[str] = Counter()
+        self._generation = db.generation(conn)
+        self.apply_config(config)
+        self._load_passes(now)
+
+    @classmethod
+    def open(cls, config: Config, *, clock: Clock | None = None, path: Path | str | None = None,
+             external_writer: bool = False, scorer: Scorer | None = None) -> Firewall:
+        """Open the node database named by the config (or ``path``) and build a firewall on it."""
+        conn = db.connect(path if path is not None else config.storage.database_path())
+        return cls(config=config, conn=conn, clock=clock, external_writer=external_writer, scorer=scorer)
+
+    # --- configuration --------------------------------------------------------------------------
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
+    def normalizer(self) -> Normalizer:
+        return self._normalizer
+
+    def apply_config(self, config: Config) -> None:
+        """Take a new configuration (SIGHUP). Storage settings apply at the next start only."""
+        self._config = config
+        self._scorer: Scorer = self._custom_scorer or ExpertScorer(config.scoring, config.patterns,
+                                                                   config.reputation)
+        self._critical: tuple[Pattern, ...] = tuple(parse_pattern(p) for p in config.safety.critical)
+        self._trunks: dict[str, NumberingConfig] = {n.trunk: n for n in config.numbering if n.trunk}
+        self._did_overrides = tuple((parse_pattern(n.did), n) for n in config.numbering if n.did)
+        self._home_country = phonenumbers.country_code_for_region(config.node.default_region)
+        self.reload_rules()
+
+    def reload_rules(self) -> None:
+        config_rules = [Rule.compile(spec, source=f"config:rules[{i}]") for i, spec in enumerate(self._config.rules)]
+        self.rules = RuleSet(config_rules + self.lists.rules())
+
+    # --- deciding -------------------------------------------------------------------------------
+
+    def normalize_call(self, call: Call) -> tuple[NumberInfo, NumberInfo | None, str]:
+        """Caller and callee of ``call`` normalized with the right region, and the call's tenant."""
+        region = self._config.node.default_region
+        tenant = call.tenant
+        trunk = self._trunks.get(call.trunk) if call.trunk else None
+        if trunk is not None:
+            region = trunk.region or region
+            tenant = tenant or trunk.tenant
+        callee = self._normalizer.normalize(call.callee, region=region) if call.callee else None
+        if self._did_overrides and callee is not None and callee.e164 is not None:
+            for pattern, override in self._did_overrides:
+                if pattern.matches_e164(callee.e164):
+                    region = override.region or region
+                    tenant = tenant or override.tenant
+                    break
+        caller = self._normalizer.normalize(call.caller, region=region, presentation=call.presentation)
+        return caller, callee, tenant
+
+    def decide(self, call: Call, *, record: bool = True) -> Verdict:
+        """Decide ``call``. With ``record=False`` nothing is remembered (``callshield check``)."""
+        now = call.started_at if call.started_at is not None else self._clock.now()
+        caller, callee, tenant = self.normalize_call(call)
+        callee_label = _callee_label(call.callee, callee)
+        key = caller.key
+        if key is not None:
+            reputation = self.store.view(key, now)
+            callee_key = callee.key if callee is not None and callee.key is not None else _text_key(callee_label)
+            pattern = self.patterns.observe(key, callee_key, now, commit=record)
+        else:
+            reputation, pattern = UNKNOWN_VIEW, NO_PATTERN
+        features = feature_vector(caller, callee, reputation, pattern, now, home_country=self._home_country)
+        score, findings = self._scorer.score(features)
+        decided, score, reasons, cause = self._precedence(call, caller, callee, callee_label, tenant, now,
+                                                          score, findings)
+        mode = self._config.policy.mode
+        verdict = Verdict(
+            id=os.urandom(8).hex(), action=decided if mode is Mode.ENFORCE else Action.CONNECT, decided=decided,
+            score=score, reason=reasons[0].code if reasons else "clean", reasons=reasons, cause=cause, mode=mode,
+            caller=caller.label(), callee=callee_label, decided_at=now, features=features,
+        )
+        if record:
+            self._remember(verdict, key, call.channel)
+        return verdict
+
+    def _precedence(self, call: Call, caller: NumberInfo, callee: NumberInfo | None, callee_label: str,
+                    tenant: str, now: float, score: int, findings: tuple[Reason, ...]
+                    ) -> tuple[Action, int, tuple[Reason, ...], int]:
+        cause = self._config.policy.block_cause
+        safety = self._safety(call, caller, callee)
+        if safety is not None:
+            return Action.CONNECT, 0, (safety, *findings), cause
+        rule = self.rules.match(caller, callee=callee.e164 if callee else None, tenant=tenant, when=now)
+        if rule is not None:
+            why = Reason(code=rule.reason_code, points=0.0,
+                         detail=f"{rule.spec.action.value} {rule.pattern.text} ({rule.source}"
+                                f"{': ' + rule.spec.note if rule.spec.note else ''})")
+            if rule.action is RuleAction.ALLOW:
+                return Action.CONNECT, 0, (why, *findings), cause
+            return Action.BLOCK, 100, (why, *findings), rule.spec.cause or cause
+        if caller.key is not None:
+            expires = self._passes.get((caller.key, callee_label))
+            if expires is not None and now < expires:
+                why = Reason(code="screen:passed", points=0.0, detail="passed screening recently for this callee")
+                return Action.CONNECT, score, (why, *findings), cause
+        return action_for(score, self._config.policy), score, findings, cause
+
+    def _safety(self, call: Call, caller: NumberInfo, callee: NumberInfo | None) -> Reason | None:
+        region = caller.region or self._config.node.default_region
+        if (call.callee and self._normalizer.is_emergency(call.callee, region=region)) or (
+                caller.kind.value == "short_code" and self._normalizer.is_emergency(call.caller, region=region)):
+            return Reason(code="safety:emergency", points=0.0, detail="emergency number: always connected")
+        for pattern in self._critical:
+            if pattern.matches(caller) or (callee is not None and pattern.matches_e164(callee.e164)):
+                return Reason(code="safety:critical", points=0.0,
+                              detail=f"critical number {pattern.text}: always connected")
+        return None
+
+    def _remember(self, verdict: Verdict, key: int | None, channel: str) -> None:
+        now = verdict.decided_at
+        if key is not None:
+            self.store.record_call(key, now)
+            if verdict.decided is Action.BLOCK:
+                self.store.add_evidence(key, EvidenceKind.BLOCK, now)
+        self.audit.record(verdict, channel=channel)
+        recent = self._recent
+        if len(recent) >= RECENT_DECISIONS:
+            del recent[next(iter(recent))]
+        recent[verdict.id] = _Recent(key, verdict.callee, now, verdict.action)
+        self.counters[f"decisions:{verdict.action.value}"] += 1
+
+    # --- learning -------------------------------------------------------------------------------
+
+    def _lookup(self, decision_id: str) -> _Recent | None:
+        found = self._recent.get(decision_id)
+        if found is not None:
+            return found
+        record = self.audit.get(decision_id)
+        if record is None:
+            return None
+        key = int(record.caller[1:]) if record.caller.startswith("+") else None
+        return _Recent(key, record.callee, record.ts, Action(record.action))
+
+    def feedback(self, outcome: CallOutcome) -> bool:
+        """Learn from how a decided call ended; ``False`` if the decision id is unknown."""
+        found = self._lookup(outcome.decision_id)
+        if found is None:
+            self.counters["feedback:unknown"] += 1
+            return False
+        ended_at = outcome.ended_at if outcome.ended_at is not None else self._clock.now()
+        billsec = outcome.billsec if outcome.billsec >= 0 else 0.0
+        self.audit.record_outcome(outcome, ended_at)
+        self.counters["feedback"] += 1
+        if found.caller_key is None:
+            return True
+        key = found.caller_key
+        if found.action is Action.BLOCK:
+            self.patterns.ended(key, ended_at, answered=False, short=False, counted=False)
+            return True
+        rep = self._config.reputation
+        answered = outcome.answered
+        short = not answered or billsec < rep.short_call
+        self.patterns.ended(key, ended_at, answered=answered, short=short)
+        if answered and billsec >= rep.long_call:
+            self.store.add_evidence(key, EvidenceKind.LEGIT_CALL, ended_at)
+        elif short:
+            self.store.add_evidence(key, EvidenceKind.SHORT_CALL, ended_at)
+        return True
+
+    def screened(self, decision_id: str, result: ScreenResult) -> bool:
+        """Record a screening challenge's result; a pass allows this caller to this callee for a while."""
+        found = self._lookup(decision_id)
+        if found is None:
+            self.counters["screen:unknown"] += 1
+            return False
+        now = self._clock.now()
+        action = Action.CONNECT if result is ScreenResult.PASSED else Action.BLOCK
+        self.audit.record_screen(decision_id, result.value, action.value)
+        self.counters[f"screen:{result.value}"] += 1
+        if found.caller_key is None:
+            return True
+        if result is ScreenResult.PASSED:
+            self.store.add_evidence(found.caller_key, EvidenceKind.SCREEN_PASSED, now, log=True, source="screening")
+            expires = now + self._config.screening.pass_ttl
+            self._passes[(found.caller_key, found.callee)] = expires
+            self._pass_writes.append((found.caller_key, found.callee, expires))
+        else:
+            self.store.add_evidence(found.caller_key, EvidenceKind.SCREEN_FAILED, now,
+                                    weight=_SCREEN_WEIGHT[result], log=True, source="screening", note=result.value)
+        return True
+
+    def report(self, raw: str, *, kind: EvidenceKind = EvidenceKind.REPORT, weight: float | None = None,
+               source: str = "cli", note: str = "") -> NumberInfo:
+        """A spam report (or other evidence) about a number; raise ValueError if it is not a number."""
+        info = self._normalizer.normalize(raw)
+        if info.key is None:
+            raise ValueError(f"{info.raw!r} is not a phone number ({info.kind.value})")
+        self.store.add_evidence(info.key, kind, self._clock.now(), weight=weight, log=True, source=source, note=note)
+        return info
+
+    # --- persistence ----------------------------------------------------------------------------
+
+    def _take_writes(self) -> list[db.Statement]:
+        now = self._clock.now()
+        statements = self._retry + self.store.take_writes() + self.audit.take_writes()
+        statements += self.patterns.take_writes(now)
+        if self._pass_writes:
+            statements.append(("INSERT INTO screen_passes (caller, callee, expires) VALUES (?, ?, ?) "
+                               "ON CONFLICT (caller, callee) DO UPDATE SET expires = excluded.expires",
+                               self._pass_writes))
+            self._pass_writes = []
+        if self._external_writer and statements:
+            statements.append(db.BUMP_GENERATION)
+        self._retry = []
+        return statements
+
+    def _restore_writes(self, statements: list[db.Statement]) -> None:
+        self._retry = statements  # replayed first, in order, at the next flush
+
+    def pending(self) -> int:
+        return self.store.pending_count() + self.audit.pending_count() + len(self._retry)
+
+    def flush(self) -> int:
+        """Commit buffered writes in one transaction (synchronously); return statements written."""
+        statements = self._take_writes()
+        if not statements:
+            return 0
+        try:
+            db.apply(self._conn, statements)
+        except sqlite3.Error as exc:
+            self._restore_writes(statements)
+            self.counters["flush:failed"] += 1
+            log.warning("database write failed, will retry: %s", exc)
+            return 0
+        if not self._external_writer:
+            self._generation = db.generation(self._conn)
+        return len(statements)
+
+    async def flush_async(self, writer: Any) -> int:
+        """Commit buffered writes through an ``aiosqlite`` connection (the server's writer task)."""
+        statements = self._take_writes()
+        if not statements:
+            return 0
+        try:
+            await writer.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, params in statements:
+                    await writer.executemany(sql, params)
+            except BaseException:
+                await writer.rollback()
+                raise
+            await writer.commit()
+        except sqlite3.Error as exc:
+            self._restore_writes(statements)
+            self.counters["flush:failed"] += 1
+            log.warning("database write failed, will retry: %s", exc)
+            return 0
+        return len(statements)
+
+    def maintenance(self) -> None:
+        """Periodic upkeep: pick up changes other processes made, expire old audit rows and passes."""
+        current = db.generation(self._conn)
+        if current != self._generation:
+            self._generation = current
+            self.store.invalidate()
+            self.reload_rules()
+            log.info("database changed by another process: lists reloaded, cache dropped")
+        now = self._clock.now()
+        self._passes = {k: v for k, v in self._passes.items() if v > now}
+        self._retry.append(self.audit.prune_statement(now - self._config.storage.audit_retention))
+        self._retry.append(("DELETE FROM screen_passes WHERE expires < ?", [(now,)]))
+
+    def _load_passes(self, now: float) -> None:
+        for caller, callee, expires in self._conn.execute(
+                "SELECT caller, callee, expires FROM screen_passes WHERE expires > ?", (now,)):
+            self._passes[(caller, callee)] = expires
+
+    def close(self) -> None:
+        """Flush and close the database."""
+        self.flush()
+        self._conn.close()
+
+
+def _callee_label(raw: str, callee: NumberInfo | None) -> str:
+    if callee is not None and callee.e164 is not None:
+        return callee.e164
+    return "".join(ch for ch in raw[:32] if ch.isprintable())
+
+
+def _text_key(label: str) -> int:
+    """A stable non-number callee key (extensions like ``s`` or ``100``): negative, never a sweep step."""
+    return NO_CALLEE - (sum(ord(ch) * 31**i for i, ch in enumerate(label[:16])) % 1_000_003)
