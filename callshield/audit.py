@@ -58,15 +58,17 @@ class AuditLog:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
-        self._decisions: list[tuple[Any, ...]] = []
+        self._decisions: list[tuple[Verdict, str]] = []
         self._updates: list[db.Statement] = []
 
     def record(self, verdict: Verdict, *, channel: str = "") -> None:
-        self._decisions.append((
-            verdict.id, verdict.decided_at, verdict.caller, verdict.callee, verdict.action.value,
-            verdict.decided.value, verdict.score, verdict.reason, _json.encode(verdict.reasons),
-            _json.encode(verdict.features), verdict.mode.value, channel[:128],
-        ))
+        self._decisions.append((verdict, channel))  # encoded at take_writes, off the decision path
+
+    @staticmethod
+    def _row(verdict: Verdict, channel: str) -> tuple[Any, ...]:
+        return (verdict.id, verdict.decided_at, verdict.caller, verdict.callee, verdict.action.value,
+                verdict.decided.value, verdict.score, verdict.reason, _json.encode(verdict.reasons),
+                _json.encode(verdict.features), verdict.mode.value, channel[:128])
 
     def record_outcome(self, outcome: CallOutcome, ended_at: float) -> None:
         self._updates.append((UPDATE_OUTCOME, [(ended_at, outcome.dialstatus[:32], outcome.billsec,
@@ -81,7 +83,7 @@ class AuditLog:
     def take_writes(self) -> list[db.Statement]:
         statements: list[db.Statement] = []
         if self._decisions:
-            statements.append((INSERT_DECISION, self._decisions))
+            statements.append((INSERT_DECISION, [self._row(v, c) for v, c in self._decisions]))
         statements.extend(self._updates)  # after the inserts: an outcome may update a row of this batch
         self._decisions, self._updates = [], []
         return statements
@@ -89,7 +91,7 @@ class AuditLog:
     def restore_writes(self, statements: list[db.Statement]) -> None:
         for sql, params in statements:
             if sql == INSERT_DECISION:
-                self._decisions[:0] = list(params)  # type: ignore[arg-type]
+                self._updates[:0] = [(sql, params)]
             elif sql in (UPDATE_OUTCOME, UPDATE_SCREEN):
                 self._updates.append((sql, params))
 

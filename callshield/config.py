@@ -181,6 +181,8 @@ class PatternsConfig(_Section):
     max_events: int = 128
     """Calls remembered per caller inside the window."""
     snapshot_interval: Seconds = Seconds(60.0)
+    open_call: Seconds = Seconds(300.0)
+    """A call without hangup feedback counts as still open (concurrency) for this long."""
     rate_per_minute: int = 5
     rate_per_hour: int = 30
     fanout: int = 8

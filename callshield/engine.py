@@ -71,7 +71,7 @@ class Firewall:
         self.audit = AuditLog(conn)
         self.lists = ListStore(conn)
         self.patterns = PatternTracker(window=config.patterns.window, max_callers=config.patterns.max_callers,
-                                       max_events=config.patterns.max_events)
+                                       max_events=config.patterns.max_events, open_call=config.patterns.open_call)
         self.patterns.restore(conn, now)
         self._custom_scorer = scorer
         self._recent: dict[str, _Recent] = {}

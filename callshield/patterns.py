@@ -42,7 +42,7 @@ class CallerWindow:
         self.end_flags: list[int] = []
         self.last = 0.0
 
-    def trim(self, now: float, window: float, max_events: int) -> None:
+    def trim(self, now: float, window: float, max_events: int, open_horizon: float) -> None:
         horizon = now - window
         times = self.times
         cut = 0
@@ -61,8 +61,9 @@ class CallerWindow:
             del ends[:cut]
             del self.end_flags[:cut]
         active = self.active
-        while active and active[0] < horizon:
-            active.pop(0)  # an open call older than the window lost its hangup feedback
+        oldest_open = now - open_horizon
+        while active and active[0] < oldest_open:
+            active.pop(0)  # presumed ended: its hangup feedback never came (or is not configured)
 
     def to_state(self) -> tuple[list[float], list[int], list[float], list[float], list[int], float]:
         return self.times, self.callees, self.active, self.ends, self.end_flags, self.last
@@ -110,8 +111,10 @@ _UPSERT_STATE = ("INSERT INTO pattern_state (caller, last, state) VALUES (?, ?, 
 class PatternTracker:
     """Sliding windows for many callers, bounded in memory."""
 
-    def __init__(self, *, window: float = 3600.0, max_callers: int = 500_000, max_events: int = 128) -> None:
+    def __init__(self, *, window: float = 3600.0, max_callers: int = 500_000, max_events: int = 128,
+                 open_call: float = 300.0) -> None:
         self.window = window
+        self.open_call = min(open_call, window)
         self.max_callers = max_callers
         self.max_events = max_events
         self._callers: dict[int, CallerWindow] = {}
@@ -129,7 +132,7 @@ class PatternTracker:
                 return NO_PATTERN
             window = CallerWindow()
         self._callers[caller] = window  # most recently active last
-        window.trim(now, self.window, self.max_events)
+        window.trim(now, self.window, self.max_events - 1, self.open_call)  # room for this call
         features = self._features(window, callee, now)
         if commit:
             window.times.append(now)
@@ -170,8 +173,8 @@ class PatternTracker:
             repeat=callees.count(callee) + 1,
             sweep=sweep,
             ended=len(flags),
-            answered=sum(1 for f in flags if f & _ANSWERED),
-            short=sum(1 for f in flags if f & _SHORT),
+            answered=flags.count(_ANSWERED) + flags.count(_ANSWERED | _SHORT),
+            short=flags.count(_SHORT) + flags.count(_ANSWERED | _SHORT),
         )
 
     def ended(self, caller: int, now: float, *, answered: bool, short: bool, counted: bool = True) -> None:
@@ -186,7 +189,7 @@ class PatternTracker:
             return
         window.ends.append(now)
         window.end_flags.append((_ANSWERED if answered else 0) | (_SHORT if short else 0))
-        window.trim(now, self.window, self.max_events)
+        window.trim(now, self.window, self.max_events, self.open_call)
 
     def _evict(self) -> None:
         while len(self._callers) > self.max_callers:
@@ -226,7 +229,7 @@ class PatternTracker:
                 window = CallerWindow.from_state(_decoder.decode(blob))
             except (msgspec.DecodeError, ValueError, TypeError):
                 continue  # a damaged snapshot row is skipped, never fatal
-            window.trim(now, self.window, self.max_events)
+            window.trim(now, self.window, self.max_events, self.open_call)
             self._callers.pop(caller, None)
             self._callers[caller] = window
             loaded += 1

@@ -34,10 +34,29 @@ def _over(value: float, threshold: float) -> float:
 class ExpertScorer:
     """The built-in scorer: configured points per finding (see module docstring)."""
 
-    def __init__(self, scoring: ScoringConfig, patterns: PatternsConfig, reputation: ReputationConfig) -> None:
+    def __init__(
+        self, scoring: ScoringConfig, patterns: PatternsConfig, reputation: ReputationConfig
+    ) -> None:
         self._s = scoring
         self._p = patterns
         self._r = reputation
+        self._flags = tuple(
+            (F[name], Reason(code=f"number:{name}", points=points, detail=detail))
+            for name, points, detail in (
+                ("anonymous", scoring.anonymous, "anonymous caller"),
+                ("withheld", scoring.withheld, "caller ID withheld"),
+                ("unavailable", scoring.unavailable, "no caller number"),
+                ("invalid", scoring.invalid, "caller ID is not a valid number"),
+                ("premium_rate", scoring.premium_rate, "premium-rate caller number"),
+                ("neighbour", scoring.neighbour, "caller shares area code and exchange with the callee"),
+            )
+        )
+        self._new = Reason(
+            code="number:new", points=scoring.new_number, detail="first call seen from this number"
+        )
+        self._without_number = tuple(
+            F[n] for n in ("anonymous", "withheld", "unavailable", "invalid", "short_code")
+        )
 
     def score(self, features: tuple[float, ...]) -> tuple[int, tuple[Reason, ...]]:
         found = self._number_findings(features) + self._reputation_findings(features)
@@ -47,23 +66,9 @@ class ExpertScorer:
         return max(0, min(100, round(total))), tuple(found)
 
     def _number_findings(self, f: tuple[float, ...]) -> list[Reason]:
-        s = self._s
-        out: list[Reason] = []
-        for name, points, detail in (
-            ("anonymous", s.anonymous, "anonymous caller"),
-            ("withheld", s.withheld, "caller ID withheld"),
-            ("unavailable", s.unavailable, "no caller number"),
-            ("invalid", s.invalid, "caller ID is not a valid number"),
-            ("premium_rate", s.premium_rate, "premium-rate caller number"),
-        ):
-            if f[F[name]]:
-                out.append(Reason(code=f"number:{name}", points=points, detail=detail))
-        if f[F["neighbour"]]:
-            out.append(Reason(code="number:neighbour", points=s.neighbour,
-                              detail="caller shares area code and exchange with the callee"))
-        without_number = ("anonymous", "withheld", "unavailable", "invalid", "short_code")
-        if not f[F["known"]] and not any(f[F[name]] for name in without_number):
-            out.append(Reason(code="number:new", points=s.new_number, detail="first call seen from this number"))
+        out = [reason for index, reason in self._flags if f[index]]
+        if not f[F["known"]] and not any(f[i] for i in self._without_number):
+            out.append(self._new)
         return out
 
     def _reputation_findings(self, f: tuple[float, ...]) -> list[Reason]:
@@ -71,25 +76,50 @@ class ExpertScorer:
         out: list[Reason] = []
         reports = f[F["reports"]]
         if reports >= 0.05:
-            out.append(Reason(code="reputation:reports", points=s.reports * math.log2(1.0 + reports),
-                              detail=f"spam reports and listings (decayed weight {reports:.2f})"))
+            out.append(
+                Reason(
+                    code="reputation:reports",
+                    points=s.reports * math.log2(1.0 + reports),
+                    detail=f"spam reports and listings (decayed weight {reports:.2f})",
+                )
+            )
         failed = f[F["screen_failed"]]
         if failed >= 0.05:
-            out.append(Reason(code="reputation:screen_failed", points=min(MAX_SCALE, failed) * s.screen_failed,
-                              detail=f"failed screening (decayed {failed:.2f})"))
+            out.append(
+                Reason(
+                    code="reputation:screen_failed",
+                    points=min(MAX_SCALE, failed) * s.screen_failed,
+                    detail=f"failed screening (decayed {failed:.2f})",
+                )
+            )
         peer = f[F["peer_bad"]]
         if peer >= 0.05:
-            out.append(Reason(code="reputation:peer", points=s.reports * math.log2(1.0 + peer),
-                              detail=f"peer verdicts (decayed {peer:.2f})"))
+            out.append(
+                Reason(
+                    code="reputation:peer",
+                    points=s.reports * math.log2(1.0 + peer),
+                    detail=f"peer verdicts (decayed {peer:.2f})",
+                )
+            )
         good = f[F["legit_calls"]] + f[F["screen_passed"]]
         if good >= 0.05:
-            out.append(Reason(code="reputation:legitimate", points=s.legitimate * min(4.0, good),
-                              detail=f"answered long calls and passed screenings (decayed {good:.2f})"))
+            out.append(
+                Reason(
+                    code="reputation:legitimate",
+                    points=s.legitimate * min(4.0, good),
+                    detail=f"answered long calls and passed screenings (decayed {good:.2f})",
+                )
+            )
         heat = max(f[F["range_bad_10"]] / 2.0, f[F["range_bad_100"]] / max(1, r.range_bad_numbers))
         if heat >= 1.0:
-            out.append(Reason(code="reputation:range", points=s.range_heat * min(MAX_SCALE, heat),
-                              detail=f"{int(f[F['range_bad_100']])} bad numbers in the same /100 range "
-                                     f"({int(f[F['range_bad_10']])} in the /10)"))
+            out.append(
+                Reason(
+                    code="reputation:range",
+                    points=s.range_heat * min(MAX_SCALE, heat),
+                    detail=f"{int(f[F['range_bad_100']])} bad numbers in the same /100 range "
+                    f"({int(f[F['range_bad_10']])} in the /10)",
+                )
+            )
         return out
 
     def _pattern_findings(self, f: tuple[float, ...]) -> list[Reason]:
@@ -97,9 +127,14 @@ class ExpertScorer:
         out: list[Reason] = []
         rate = max(_over(f[F["calls_1m"]], p.rate_per_minute), _over(f[F["calls_1h"]], p.rate_per_hour))
         if rate:
-            out.append(Reason(code="pattern:rate", points=s.rate * rate,
-                              detail=f"{int(f[F['calls_1m']])} calls in a minute, {int(f[F['calls_1h']])} "
-                                     "in the window"))
+            out.append(
+                Reason(
+                    code="pattern:rate",
+                    points=s.rate * rate,
+                    detail=f"{int(f[F['calls_1m']])} calls in a minute, {int(f[F['calls_1h']])} "
+                    "in the window",
+                )
+            )
         for name, threshold, points, detail in (
             ("fanout", p.fanout, s.fanout, "distinct callees in the window"),
             ("sweep", p.sweep, s.sweep, "callees dialed in ascending sequence"),
@@ -108,12 +143,20 @@ class ExpertScorer:
         ):
             scale = _over(f[F[name]], threshold)
             if scale:
-                out.append(Reason(code=f"pattern:{name}", points=points * scale,
-                                  detail=f"{int(f[F[name]])} {detail}"))
+                out.append(
+                    Reason(
+                        code=f"pattern:{name}", points=points * scale, detail=f"{int(f[F[name]])} {detail}"
+                    )
+                )
         ended = f[F["ended"]]
         if ended >= 4 and f[F["short_ratio"]] >= 0.7:
-            out.append(Reason(code="pattern:short_calls", points=s.short_calls,
-                              detail=f"{f[F['short_ratio']]:.0%} of {int(ended)} recent calls short or unanswered"))
+            out.append(
+                Reason(
+                    code="pattern:short_calls",
+                    points=s.short_calls,
+                    detail=f"{f[F['short_ratio']]:.0%} of {int(ended)} recent calls short or unanswered",
+                )
+            )
         return out
 
 

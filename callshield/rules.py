@@ -6,7 +6,7 @@ Pattern grammar (one place):
     ``+1415555??[0-4]*``    wildcard: ``?`` any digit, ``[a-b]``/``[abc]`` a digit class, a trailing ``*``
     ``anonymous`` etc.      a caller kind without a number (see :class:`callshield.numbers.NumberKind`)
     ``*``                   every caller
-Separators `` -().`` inside numbers are ignored.
+Separators `` -().`` inside numbers are ignored (``-`` is a range inside a digit class).
 
 Precedence rules (one place, :func:`Rule.rank`): the most specific matching rule wins:
     1. by pattern: exact > wildcard/prefix with more literal digits > kind > ``*``;
@@ -33,6 +33,7 @@ from callshield.numbers import NumberInfo, NumberKind
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _SEPARATORS = str.maketrans("", "", " -().")
+_SEPARATORS_KEEP_DASH = str.maketrans("", "", " ().")  # '-' is a range inside a digit class
 _WILDCARD_CHARS = re.compile(r"^\+[0-9?\[\]\-,*]+$")
 _HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
 _KIND_NAMES = frozenset(k.value for k in NumberKind if k is not NumberKind.NUMBER)
@@ -102,7 +103,7 @@ def parse_pattern(text: str) -> Pattern:
         return Pattern(text=stripped, kind=PatternKind.ANY, literal="*")
     if stripped.lower() in _KIND_NAMES:
         return Pattern(text=stripped.lower(), kind=PatternKind.KIND, literal=stripped.lower())
-    compact = stripped.translate(_SEPARATORS)
+    compact = stripped.translate(_SEPARATORS_KEEP_DASH if "[" in stripped else _SEPARATORS)
     if not compact.startswith("+"):
         raise RuleError(
             f"pattern {stripped!r}: write numbers in E.164 form with a leading '+', e.g. +14155550123 "

@@ -1,0 +1,5 @@
+"""``python -m callshield``."""
+
+from callshield.cli import main
+
+main()

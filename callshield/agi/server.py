@@ -1,0 +1,640 @@
+"""The asyncio FastAGI server: Asterisk connects for each call, callshield answers in variables.
+
+The conversation rules live in the sans-I/O codec (:mod:`callshield.agi.protocol`); this module only
+moves bytes, keeps time and talks to the decision engine. The dialplan side is contract 1 of
+``DESIGN.md``: ``AGI(agi://HOST:4573/inbound)`` before the call is routed and
+``AGI(agi://HOST:4573/hangup,${CALLSHIELD_ID},${DIALSTATUS},${CDR(billsec)},${HANGUPCAUSE})`` in a
+hangup handler.
+
+Scripts (the path of the AGI URL, query string ignored, case-insensitive):
+
+- ``inbound``: a :class:`~callshield.verdict.Call` from the header, ``engine.decide()``, then one
+  ``SET VARIABLE`` at a time (AGI has no pipelining) for CALLSHIELD_ID, _SCORE, _REASON, _CAUSE and
+  last CALLSHIELD_ACTION, then close. ACTION goes last because it is the commit: the dialplan acts
+  on it alone, so an exchange cut short leaves either no action (the dialplan connects) or an
+  action whose cause, reason and id are already in place.
+- ``hangup``: arguments (decision id, DIALSTATUS, billsec, HANGUPCAUSE) become a
+  :class:`~callshield.verdict.CallOutcome` for ``engine.feedback()``; no commands are sent. Junk
+  fields are tolerated (billsec 0, cause None) and counted.
+- anything else: logged (once per name) and counted, and answered CALLSHIELD_REASON=unknown-script,
+  CALLSHIELD_ACTION=connect: the call connects as it would anyway (fail open), and a typo in the
+  dialplan shows on the Asterisk side too instead of passing silently as AGISTATUS=SUCCESS.
+
+Time bounds (:class:`AgiServerSettings`): the header must arrive within ``header_timeout``; every
+reply within ``command_timeout``; the whole inbound exchange (decision and variables) within
+``decision_timeout``. When that expires callshield lets the outstanding command finish (still
+within its command_timeout) and then sets CALLSHIELD_REASON=timeout, CALLSHIELD_ACTION=connect,
+unless the caller is gone. A peer that stops answering is dropped command_timeout after the last
+command; one that answers slowly gets the connect after decision_timeout plus three replies. When
+Asterisk reports ``HANGUP`` the session stops after the outstanding reply; as CALLSHIELD_ID is set
+first it is usually in place for the hangup feedback.
+
+Size bounds: each read is at most READ_CHUNK bytes; the codec bounds lines, header lines and
+buffered bytes. Beyond ``max_sessions`` concurrent sessions a new connection is closed at once:
+Asterisk sees no variables and the dialplan connects the call (fail open) rather than queueing it.
+A failure in one session is logged and counted and never reaches the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import re
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Final, Protocol
+
+from callshield.agi.protocol import (
+    AgiConnection,
+    ConnectionState,
+    Event,
+    Hangup,
+    Header,
+    NeedData,
+    RemoteProtocolError,
+    Reply,
+)
+from callshield.verdict import Action, Call, CallOutcome, Verdict
+
+__all__ = [
+    "HANGUP_SCRIPT",
+    "INBOUND_SCRIPT",
+    "AgiServer",
+    "AgiServerSettings",
+    "AgiServerStats",
+    "DecisionEngine",
+    "call_from_header",
+    "outcome_from_args",
+    "run_server",
+    "trunk_from_channel",
+    "verdict_variables",
+]
+
+logger = logging.getLogger(__name__)
+
+INBOUND_SCRIPT: Final = "inbound"
+HANGUP_SCRIPT: Final = "hangup"
+READ_CHUNK: Final = 4096
+"""Most bytes taken from a socket per read."""
+CLOSE_TIMEOUT: Final = 1.0
+"""Seconds a closing connection may take to flush before it is aborted."""
+VALUE_LIMIT: Final = 128
+"""Longest text value callshield puts in a channel variable."""
+UNKNOWN_SCRIPTS_LOGGED: Final = 100
+"""Distinct unknown script names logged at WARNING; later ones only at DEBUG."""
+
+
+class DecisionEngine(Protocol):
+    """What the server needs from the decision core."""
+
+    def decide(self, call: Call) -> Verdict:
+        """The verdict for one call: synchronous, fast (~50 µs), never raises for bad input."""
+        ...
+
+    def feedback(self, outcome: CallOutcome) -> None:
+        """Learn how a decided call ended (synchronous)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgiServerSettings:
+    """Where the server listens and the bounds it enforces (times in seconds)."""
+
+    host: str = "127.0.0.1"
+    port: int = 4573
+    max_line: int = 8192
+    """Longest line accepted from Asterisk, in bytes."""
+    max_header_lines: int = 256
+    max_buffer: int = 65536
+    """Most bytes of unconsumed input, or of one header or reply, held per session."""
+    header_timeout: float = 2.0
+    command_timeout: float = 2.0
+    """How long to wait for the reply to one command."""
+    decision_timeout: float = 0.3
+    """Budget for the whole inbound exchange; past it the call is connected (reason ``timeout``)."""
+    max_sessions: int = 10000
+    cause_default: int = 21
+    """Q.850 cause used when a verdict carries none in 1..127 (21: call rejected)."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_line", "max_header_lines", "max_buffer", "max_sessions"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        for name in ("header_timeout", "command_timeout", "decision_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive")
+        if self.max_buffer < self.max_line:
+            raise ValueError("max_buffer must be at least max_line")
+        if not 1 <= self.cause_default <= 127:
+            raise ValueError("cause_default must be a Q.850 cause (1..127)")
+        if not 0 <= self.port <= 65535:
+            raise ValueError("port must be 0..65535")
+
+
+@dataclass(slots=True)
+class AgiServerStats:
+    """Counters since the server was created."""
+
+    sessions_active: int = 0
+    sessions_total: int = 0
+    sessions_rejected: int = 0
+    """Connections closed at once because max_sessions were active (or the server was closing)."""
+    decisions: int = 0
+    decision_timeouts: int = 0
+    """Inbound exchanges answered ``connect``/``timeout`` because decision_timeout expired."""
+    engine_errors: int = 0
+    """decide() or feedback() raised (the call was connected with reason ``error``)."""
+    feedbacks: int = 0
+    feedback_junk: int = 0
+    """Hangup feedback with a malformed billsec or cause (tolerated)."""
+    feedback_without_id: int = 0
+    """Hangup feedback without a decision id (the inbound AGI had not set one)."""
+    unknown_scripts: int = 0
+    hangups: int = 0
+    """HANGUP lines: the caller hung up while callshield was answering."""
+    refused_commands: int = 0
+    """Replies other than 200 (510, 511, 520, ...)."""
+    protocol_errors: int = 0
+    timeouts: int = 0
+    """Sessions ended because the header or a reply did not arrive in time."""
+    errors: int = 0
+    """Sessions ended by an unexpected exception (logged with its traceback)."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Translation between the AGI header and the core's records (shared by every AGI adapter)
+# ---------------------------------------------------------------------------------------------------
+
+_CHANNEL: Final = re.compile(r"(?P<tech>[^/]+)/(?P<name>.+)-[0-9A-Fa-f]+(?:;[0-9]+)?")
+_NOT_TRUNKS: Final = frozenset({"local"})
+_SMALL_INTEGER: Final = re.compile(r"[0-9]{1,3}")
+_SECONDS: Final = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,6})?")
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+_ABSENT: Final = frozenset({"", "unknown"})
+
+
+def trunk_from_channel(channel: str) -> str:
+    """The endpoint a channel belongs to: ``PJSIP/trunk-0000001`` -> ``trunk``.
+
+    Local channels are internal hops, not trunks: ``""``.
+    """
+    match = _CHANNEL.fullmatch(channel)
+    if match is None or match.group("tech").lower() in _NOT_TRUNKS:
+        return ""
+    return match.group("name")
+
+
+def call_from_header(variables: Mapping[str, str]) -> Call:
+    """The :class:`Call` an AGI header describes. Strings stay raw: the core normalizes them."""
+    dnid = variables.get("agi_dnid", "")
+    presentation = variables.get("agi_callingpres", "")
+    return Call(
+        caller=variables.get("agi_callerid", ""),
+        callee=dnid if dnid not in _ABSENT else variables.get("agi_extension", ""),
+        caller_name=variables.get("agi_calleridname", ""),
+        presentation=int(presentation) if _SMALL_INTEGER.fullmatch(presentation) else None,
+        trunk=trunk_from_channel(variables.get("agi_channel", "")),
+        channel=variables.get("agi_uniqueid", ""),
+    )
+
+
+def outcome_from_args(args: Sequence[str]) -> tuple[CallOutcome | None, bool]:
+    """The hangup feedback ``(decision id, DIALSTATUS, billsec, HANGUPCAUSE)`` as a CallOutcome.
+
+    Returns ``(outcome, junk)``: junk tells a malformed billsec (taken as 0) or cause (taken as
+    None); the outcome is None without a decision id (it cannot be tied to a decision).
+    """
+    fields = [arg.strip() for arg in args[:4]]
+    decision_id, dialstatus, billsec_text, cause_text = fields + [""] * (4 - len(fields))
+    junk = False
+    billsec = 0.0
+    if _SECONDS.fullmatch(billsec_text):
+        billsec = float(billsec_text)
+    elif billsec_text:
+        junk = True
+    cause: int | None = None
+    if _SMALL_INTEGER.fullmatch(cause_text):
+        cause = int(cause_text)
+    elif cause_text:
+        junk = True
+    if not decision_id:
+        return None, junk
+    outcome = CallOutcome(
+        decision_id=_variable_value(decision_id),
+        dialstatus=_variable_value(dialstatus),
+        billsec=billsec,
+        hangup_cause=cause,
+    )
+    return outcome, junk
+
+
+def verdict_variables(verdict: Verdict, *, cause_default: int = 21) -> tuple[tuple[str, str], ...]:
+    """The channel variables for a verdict, in the order they are set (CALLSHIELD_ACTION last)."""
+    cause = verdict.cause if 1 <= verdict.cause <= 127 else cause_default
+    return (
+        ("CALLSHIELD_ID", _variable_value(verdict.id)),
+        ("CALLSHIELD_SCORE", str(min(100, max(0, int(verdict.score))))),
+        ("CALLSHIELD_REASON", _variable_value(verdict.reason)),
+        ("CALLSHIELD_CAUSE", str(cause)),
+        ("CALLSHIELD_ACTION", Action(verdict.action).value),
+    )
+
+
+def _fail_open_variables(reason: str) -> tuple[tuple[str, str], ...]:
+    return (("CALLSHIELD_REASON", reason), ("CALLSHIELD_ACTION", Action.CONNECT.value))
+
+
+def _variable_value(text: str) -> str:
+    """Text safe for one command argument: no control characters, at most VALUE_LIMIT long."""
+    return _CONTROL.sub("", text)[:VALUE_LIMIT]
+
+
+# ---------------------------------------------------------------------------------------------------
+# One session
+# ---------------------------------------------------------------------------------------------------
+
+
+class _Session:
+    """One FastAGI connection, from the header to the close."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        engine: DecisionEngine,
+        settings: AgiServerSettings,
+        stats: AgiServerStats,
+        unknown_scripts: set[str],
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._engine = engine
+        self._settings = settings
+        self._stats = stats
+        self._unknown_scripts = unknown_scripts
+        self._conn = AgiConnection(
+            max_line=settings.max_line,
+            max_header_lines=settings.max_header_lines,
+            max_buffer=settings.max_buffer,
+        )
+        self.hangup_seen = False
+        self._last_command = ""
+        self._sent_at = 0.0  # loop time the outstanding command was written
+
+    async def run(self) -> None:
+        """Serve the session; raises RemoteProtocolError, TimeoutError or OSError when it breaks."""
+        header = await self._read_header()
+        if header is None:
+            return  # closed before a header: a port probe
+        script = header.script.lower()
+        if script == INBOUND_SCRIPT:
+            await self._inbound(header)
+        elif script == HANGUP_SCRIPT:
+            self._hangup(header)
+        else:
+            await self._unknown_script(header)
+
+    # -- scripts ---------------------------------------------------------------------------------
+
+    async def _inbound(self, header: Header) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._settings.decision_timeout
+        verdict: Verdict | None = None
+        try:
+            async with asyncio.timeout_at(deadline):
+                verdict = self._decide(call_from_header(header.variables))
+                if loop.time() >= deadline:  # decide() is synchronous: it cannot be interrupted
+                    raise TimeoutError
+                if verdict is None:
+                    variables = _fail_open_variables("error")
+                else:
+                    variables = verdict_variables(verdict, cause_default=self._settings.cause_default)
+                completed = await self._set_variables(variables)
+        except TimeoutError:
+            if loop.time() < deadline:
+                raise  # a reply was late (command_timeout < decision_timeout): the peer is stuck
+            self._stats.decision_timeouts += 1
+            await self._fail_open("timeout")
+            return
+        if completed and verdict is not None and verdict.action is Action.SCREEN:
+            await self.screen_challenge(header, verdict)
+
+    async def screen_challenge(self, header: Header, verdict: Verdict) -> None:
+        """Hook for running the screening challenge inside this AGI session.
+
+        Called after the variables of a ``screen`` verdict are set (CALLSHIELD_ACTION=screen). A
+        challenge would answer, play a prompt, read a digit, then set CALLSHIELD_ACTION to connect
+        or block and CALLSHIELD_SCREEN. Until then the dialplan runs the challenge itself.
+        """
+
+    def _hangup(self, header: Header) -> None:
+        outcome, junk = outcome_from_args(header.args)
+        if junk:
+            self._stats.feedback_junk += 1
+            logger.info("hangup feedback with malformed fields: %r", header.args[:4])
+        if outcome is None:
+            self._stats.feedback_without_id += 1
+            return
+        try:
+            self._engine.feedback(outcome)
+        except Exception:
+            self._stats.engine_errors += 1
+            logger.exception("engine.feedback() failed for decision %s", outcome.decision_id)
+            return
+        self._stats.feedbacks += 1
+
+    async def _unknown_script(self, header: Header) -> None:
+        self._stats.unknown_scripts += 1
+        script = header.script[:VALUE_LIMIT]
+        if script in self._unknown_scripts or len(self._unknown_scripts) >= UNKNOWN_SCRIPTS_LOGGED:
+            logger.debug("unknown AGI script %r", script)
+        else:
+            self._unknown_scripts.add(script)
+            logger.warning(
+                "unknown AGI script %r (expected %r or %r); answering connect",
+                script,
+                INBOUND_SCRIPT,
+                HANGUP_SCRIPT,
+            )
+        await self._set_variables(_fail_open_variables("unknown-script"))
+
+    # -- steps -----------------------------------------------------------------------------------
+
+    def _decide(self, call: Call) -> Verdict | None:
+        try:
+            verdict = self._engine.decide(call)
+        except Exception:
+            self._stats.engine_errors += 1
+            logger.exception("engine.decide() failed; connecting the call")
+            return None
+        self._stats.decisions += 1
+        return verdict
+
+    async def _fail_open(self, reason: str) -> None:
+        """Leave the call connecting: let the outstanding command finish (AGI has no pipelining),
+        still within its command_timeout, then set CALLSHIELD_REASON and CALLSHIELD_ACTION=connect."""
+        if self.hangup_seen or self._conn.state in (ConnectionState.CLOSED, ConnectionState.ERROR):
+            return
+        if self._conn.awaiting_reply:
+            async with asyncio.timeout_at(self._sent_at + self._settings.command_timeout):
+                reply = await self._final_reply()
+            if not self._may_continue(reply):
+                return
+        await self._set_variables(_fail_open_variables(reason))
+
+    async def _set_variables(self, variables: Sequence[tuple[str, str]]) -> bool:
+        """Set each variable in turn; False as soon as the caller is gone or Asterisk refuses."""
+        for name, value in variables:
+            async with asyncio.timeout(self._settings.command_timeout):
+                reply = await self._command("SET VARIABLE", name, value)
+            if not self._may_continue(reply):
+                return False
+        return True
+
+    def _may_continue(self, reply: Reply | None) -> bool:
+        if reply is None:
+            return False  # Asterisk closed the connection
+        if not reply.ok:
+            self._stats.refused_commands += 1
+            level = logging.DEBUG if reply.code == 511 else logging.WARNING
+            logger.log(level, "Asterisk answered %r with %r; session ends", self._last_command, reply.raw)
+            return False
+        return not self.hangup_seen
+
+    # -- I/O -------------------------------------------------------------------------------------
+
+    async def _read_header(self) -> Header | None:
+        async with asyncio.timeout(self._settings.header_timeout):
+            event = await self._next_event()
+        return event if isinstance(event, Header) else None
+
+    async def _command(self, command: str, *args: str | int) -> Reply | None:
+        """Send one command and return its final reply; None when Asterisk closed first."""
+        line = self._conn.send_command(command, *args)
+        self._last_command = line.decode("utf-8").rstrip("\n")
+        self._sent_at = asyncio.get_running_loop().time()
+        self._writer.write(line)
+        await self._writer.drain()
+        return await self._final_reply()
+
+    async def _final_reply(self) -> Reply | None:
+        while True:
+            event = await self._next_event()
+            if isinstance(event, Hangup):
+                self._note_hangup()
+            elif isinstance(event, Reply):
+                if event.code >= 200:
+                    return event
+            else:
+                return None
+
+    def _note_hangup(self) -> None:
+        if not self.hangup_seen:
+            self.hangup_seen = True
+            self._stats.hangups += 1
+
+    async def _next_event(self) -> Event:
+        """The next event other than NeedData, reading at most READ_CHUNK bytes at a time."""
+        while isinstance(event := self._conn.next_event(), NeedData):
+            self._conn.receive_data(await self._reader.read(READ_CHUNK))
+        return event
+
+
+# ---------------------------------------------------------------------------------------------------
+# The server
+# ---------------------------------------------------------------------------------------------------
+
+
+class AgiServer:
+    """A FastAGI server answering every call with the verdict of ``engine``.
+
+    Usage::
+
+        server = AgiServer(engine, AgiServerSettings(port=0))
+        await server.start()
+        ...
+        await server.close(grace=5.0)
+    """
+
+    def __init__(self, engine: DecisionEngine, settings: AgiServerSettings | None = None) -> None:
+        self._engine = engine
+        self._settings = settings if settings is not None else AgiServerSettings()
+        self._stats = AgiServerStats()
+        self._server: asyncio.Server | None = None
+        self._sessions: set[asyncio.Task[object]] = set()
+        self._unknown_scripts: set[str] = set()
+        self._closing = False
+        self._closed = asyncio.Event()
+
+    @property
+    def settings(self) -> AgiServerSettings:
+        """The settings the server was created with."""
+        return self._settings
+
+    @property
+    def engine(self) -> DecisionEngine:
+        """The engine new sessions use."""
+        return self._engine
+
+    @property
+    def stats(self) -> AgiServerStats:
+        """A snapshot of the counters."""
+        return dataclasses.replace(self._stats)
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        """The listening sockets (empty before start() and after close())."""
+        if self._server is None:
+            return ()
+        return tuple(self._server.sockets)
+
+    @property
+    def port(self) -> int:
+        """The TCP port listened on: the ephemeral one chosen when settings.port is 0."""
+        for sock in self.sockets:
+            return int(sock.getsockname()[1])
+        raise RuntimeError("the server is not listening")
+
+    def swap_engine(self, engine: DecisionEngine) -> None:
+        """Use ``engine`` for every session that starts from now on (config reload).
+
+        Sessions already running finish with the engine they started with.
+        """
+        self._engine = engine
+
+    async def start(self) -> None:
+        """Start listening on settings.host:settings.port."""
+        if self._server is not None:
+            raise RuntimeError("the server is already started")
+        if self._closing:
+            raise RuntimeError("the server is closed")
+        self._server = await asyncio.start_server(
+            self._on_connection,
+            self._settings.host,
+            self._settings.port,
+            limit=self._settings.max_line,
+            backlog=min(self._settings.max_sessions, 4096),
+        )
+        logger.info("FastAGI listening on %s", ", ".join(str(s.getsockname()) for s in self.sockets))
+
+    async def serve_forever(self) -> None:
+        """Start if needed, then return once close() has completed."""
+        if self._server is None and not self._closing:
+            await self.start()
+        await self._closed.wait()
+
+    async def close(self, grace: float = 5.0) -> None:
+        """Stop accepting, let running sessions finish for up to ``grace`` seconds, cancel the rest."""
+        if self._closing:
+            await self._closed.wait()
+            return
+        self._closing = True
+        try:
+            if self._server is not None:
+                self._server.close()
+            await self._drain_sessions(grace)
+            if self._server is not None:
+                await self._server.wait_closed()
+        finally:
+            self._closed.set()
+
+    async def __aenter__(self) -> AgiServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _drain_sessions(self, grace: float) -> None:
+        pending = set(self._sessions)
+        if pending:
+            _, pending = await asyncio.wait(pending, timeout=max(0.0, grace))
+        for task in pending:
+            task.cancel()
+        if pending:
+            logger.info("cancelled %d FastAGI sessions still running after %.1f s", len(pending), grace)
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        stats = self._stats
+        if self._closing or stats.sessions_active >= self._settings.max_sessions:
+            stats.sessions_rejected += 1
+            writer.close()  # fail open: Asterisk gets no variables and the dialplan connects
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._sessions.add(task)
+        stats.sessions_active += 1
+        stats.sessions_total += 1
+        _set_nodelay(writer)
+        session = _Session(
+            reader,
+            writer,
+            engine=self._engine,
+            settings=self._settings,
+            stats=stats,
+            unknown_scripts=self._unknown_scripts,
+        )
+        try:
+            await session.run()
+        except RemoteProtocolError as error:
+            stats.protocol_errors += 1
+            logger.info("FastAGI protocol error from %s: %s", _peer(writer), error)
+        except TimeoutError:
+            stats.timeouts += 1
+            logger.info("FastAGI peer %s too slow; closing", _peer(writer))
+        except OSError as error:
+            logger.debug("FastAGI connection from %s failed: %s", _peer(writer), error)
+        except Exception:
+            stats.errors += 1
+            logger.exception("FastAGI session from %s failed", _peer(writer))
+        finally:
+            stats.sessions_active -= 1
+            self._sessions.discard(task)
+            await _close_writer(writer)
+
+
+def _set_nodelay(writer: asyncio.StreamWriter) -> None:
+    sock = writer.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _peer(writer: asyncio.StreamWriter) -> str:
+    return str(writer.get_extra_info("peername"))
+
+
+async def _close_writer(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    try:
+        async with asyncio.timeout(CLOSE_TIMEOUT):
+            await writer.wait_closed()
+    except (TimeoutError, OSError):
+        writer.transport.abort()
+
+
+async def run_server(
+    engine: DecisionEngine,
+    settings: AgiServerSettings | None = None,
+    *,
+    stop: asyncio.Event,
+    grace: float = 5.0,
+) -> None:
+    """Serve FastAGI until ``stop`` is set, then close gracefully within ``grace`` seconds."""
+    server = AgiServer(engine, settings)
+    await server.start()
+    try:
+        await stop.wait()
+    finally:
+        await server.close(grace)

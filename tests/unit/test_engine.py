@@ -1,0 +1,227 @@
+"""The decision core end to end in-process: precedence, modes, learning, explainability."""
+
+from __future__ import annotations
+
+import pytest
+
+from callshield.clock import ManualClock
+from callshield.reputation import EvidenceKind
+from callshield.verdict import Action, Call, CallOutcome, Mode, ScreenResult
+from tests.conftest import FirewallFactory
+
+RULES = """
+[safety]
+critical = ["+18005550100"]
+
+[[rules]]
+action = "deny"
+pattern = "+1415555*"
+
+[[rules]]
+action = "allow"
+pattern = "+14155550123"
+
+[[rules]]
+action = "deny"
+pattern = "+1212555*"
+dids = ["+13125550100"]
+cause = 17
+"""
+
+# (description, setup reports, caller, callee, expected action, expected primary reason)
+PRECEDENCE = [
+    ("safety: emergency callee beats a deny rule", 0, "+14155550199", "911", Action.CONNECT, "safety:emergency"),
+    ("safety: critical caller beats everything", 5, "+18005550100", "+13125550100", Action.CONNECT, "safety:critical"),
+    ("rule: exact allow beats prefix deny", 0, "+14155550123", "+13125550100", Action.CONNECT, "allowlist:exact"),
+    ("rule: local allow beats any score", 10, "+14155550123", "+13125550100", Action.CONNECT, "allowlist:exact"),
+    ("rule: prefix deny", 0, "+14155550199", "+13125550100", Action.BLOCK, "denylist:prefix"),
+    ("rule: DID-scoped deny applies to its DID", 0, "+12125550111", "+13125550100", Action.BLOCK, "denylist:prefix"),
+    ("rule: DID-scoped deny ignores other DIDs", 0, "+12125550111", "+13125550199", Action.CONNECT, "number:new"),
+    ("score: reports block", 4, "+17185550123", "+13125550100", Action.BLOCK, "reputation:reports"),
+    ("score: fewer reports screen", 1.5, "+17185550123", "+13125550100", Action.SCREEN, "reputation:reports"),
+    ("score: clean new number connects", 0, "+17185550123", "+13125550100", Action.CONNECT, "number:new"),
+]
+
+
+@pytest.mark.parametrize(("why", "reports", "caller", "callee", "action", "reason"), PRECEDENCE,
+                         ids=[p[0] for p in PRECEDENCE])
+def test_precedence(make_firewall: FirewallFactory, why: str, reports: float, caller: str, callee: str,
+                    action: Action, reason: str) -> None:
+    fw = make_firewall(RULES)
+    if reports:
+        fw.report(caller, weight=reports)
+    verdict = fw.decide(Call(caller=caller, callee=callee))
+    assert (verdict.action, verdict.reason) == (action, reason), why
+    assert verdict.reasons[0].code == reason
+
+
+def test_deny_rule_cause_and_scores(make_firewall: FirewallFactory) -> None:
+    fw = make_firewall(RULES)
+    scoped = fw.decide(Call(caller="+12125550111", callee="+13125550100"))
+    assert (scoped.action, scoped.score, scoped.cause) == (Action.BLOCK, 100, 17)
+    default = fw.decide(Call(caller="+14155550199", callee="+13125550100"))
+    assert default.cause == 21
+    allowed = fw.decide(Call(caller="+14155550123", callee="+13125550100"))
+    assert allowed.score == 0
+
+
+def test_screening_pass_allows_caller_to_that_callee_only(make_firewall: FirewallFactory, clock: ManualClock) -> None:
+    fw = make_firewall("")
+    fw.report("+17185550123", weight=1.5)
+    first = fw.decide(Call(caller="+17185550123", callee="+13125550100"))
+    assert first.action is Action.SCREEN
+    assert fw.screened(first.id, ScreenResult.PASSED)
+    clock.advance(60)
+    again = fw.decide(Call(caller="+17185550123", callee="+13125550100"))
+    assert (again.action, again.reason) == (Action.CONNECT, "screen:passed")
+    other = fw.decide(Call(caller="+17185550123", callee="+13125550199"))
+    assert other.reason != "screen:passed"
+    clock.advance(fw.config.screening.pass_ttl + 1)
+    later = fw.decide(Call(caller="+17185550123", callee="+13125550100"))
+    assert later.reason != "screen:passed"
+
+
+def test_screen_failures_raise_risk(make_firewall: FirewallFactory) -> None:
+    fw = make_firewall("")
+    caller = "+17185550123"
+    before = fw.decide(Call(caller=caller, callee="+13125550100"), record=False).score
+    verdict = fw.decide(Call(caller=caller, callee="+13125550100"))
+    fw.screened(verdict.id, ScreenResult.FAILED)
+    after = fw.decide(Call(caller=caller, callee="+13125550100"), record=False)
+    assert after.score > before
+    assert "reputation:screen_failed" in [r.code for r in after.reasons]
+
+
+def test_shadow_mode_connects_but_records_the_decision(make_firewall: FirewallFactory) -> None:
+    fw = make_firewall(RULES + '\n[policy]\nmode = "shadow"\n')
+    verdict = fw.decide(Call(caller="+14155550199", callee="+13125550100"))
+    assert (verdict.action, verdict.decided, verdict.mode) == (Action.CONNECT, Action.BLOCK, Mode.SHADOW)
+    assert verdict.reason == "denylist:prefix"
+    fw.flush()
+    record = fw.audit.get(verdict.id)
+    assert record is not None and (record.action, record.decided) == ("connect", "block")
+
+
+def test_check_records_nothing(make_firewall: FirewallFactory) -> None:
+    fw = make_firewall("")
+    for _ in range(3):
+        fw.decide(Call(caller="+17185550123", callee="+13125550100"), record=False)
+    assert fw.pending() == 0
+    assert fw.patterns.window_of(17185550123) is None
+    assert fw.store.row(17185550123) is None
+
+
+def test_sweep_is_blocked_once_the_pattern_trips(make_firewall: FirewallFactory, clock: ManualClock) -> None:
+    fw = make_firewall("")
+    actions = []
+    for i in range(12):
+        clock.advance(3)
+        verdict = fw.decide(Call(caller="+17185550123", callee=f"+1312555{100 + i:04d}"))
+        actions.append(verdict.action)
+        fw.feedback(CallOutcome(decision_id=verdict.id, dialstatus="NOANSWER", billsec=0))
+    assert actions[0] is Action.CONNECT
+    assert actions[-1] is Action.BLOCK
+    first_block = actions.index(Action.BLOCK)
+    assert first_block <= 6
+    assert all(a is Action.BLOCK for a in actions[first_block:])
+
+
+def test_normal_repeat_caller_is_never_screened(make_firewall: FirewallFactory, clock: ManualClock) -> None:
+    fw = make_firewall("")
+    for _ in range(20):
+        clock.advance(3 * 3600)
+        verdict = fw.decide(Call(caller="+17185550123", callee="+13125550100"))
+        assert verdict.action is Action.CONNECT
+        fw.feedback(CallOutcome(decision_id=verdict.id, dialstatus="ANSWER", billsec=240))
+    fw.flush()
+    assert fw.store.view(17185550123, clock.now()).legit_calls > 1
+
+
+def test_feedback_learns_legitimacy_and_short_calls(make_firewall: FirewallFactory, clock: ManualClock) -> None:
+    fw = make_firewall("")
+    long_call = fw.decide(Call(caller="+17185550123", callee="+13125550100"))
+    assert fw.feedback(CallOutcome(decision_id=long_call.id, dialstatus="ANSWER", billsec=300))
+    short_call = fw.decide(Call(caller="+16465550123", callee="+13125550100"))
+    assert fw.feedback(CallOutcome(decision_id=short_call.id, dialstatus="ANSWER", billsec=2))
+    assert not fw.feedback(CallOutcome(decision_id="nope", dialstatus="ANSWER", billsec=2))
+    now = clock.now()
+    assert fw.store.view(17185550123, now).legit_calls == pytest.approx(1.0)
+    assert fw.store.view(16465550123, now).short_calls == pytest.approx(1.0)
+    fw.flush()
+    record = fw.audit.get(long_call.id)
+    assert record is not None and (record.dialstatus, record.billsec) == ("ANSWER", 300)
+
+
+def test_feedback_after_restart_uses_the_audit_log(make_firewall: FirewallFactory, tmp_path: object) -> None:
+    fw = make_firewall("")
+    verdict = fw.decide(Call(caller="+17185550123", callee="+13125550100"))
+    fw.close()
+    again = make_firewall("")
+    assert again.feedback(CallOutcome(decision_id=verdict.id, dialstatus="ANSWER", billsec=300))
+
+
+def test_restart_keeps_reputation_windows_and_passes(make_firewall: FirewallFactory, clock: ManualClock) -> None:
+    fw = make_firewall("")
+    for i in range(3):
+        clock.advance(5)
+        fw.decide(Call(caller="+17185550123", callee=f"+1312555{100 + i:04d}"))
+    fw.report("+16465550123")
+    fw.close()
+    clock.advance(30)
+    again = make_firewall("")
+    window = again.patterns.window_of(17185550123)
+    assert window is not None and len(window.times) == 3
+    assert again.store.view(16465550123, clock.now()).reports == pytest.approx(1.0, rel=1e-3)
+    nxt = again.decide(Call(caller="+17185550123", callee="+13125550103"))
+    assert nxt.features[28] == 4  # sweep continues across the restart
+
+
+def test_evidence_decays_with_the_half_life(make_firewall: FirewallFactory, clock: ManualClock) -> None:
+    fw = make_firewall('[reputation]\nhalf_life = "10d"\n')
+    fw.report("+17185550123", weight=4)
+    assert fw.decide(Call(caller="+17185550123"), record=False).action is Action.BLOCK
+    clock.advance(10 * 86400)
+    assert fw.store.view(17185550123, clock.now()).reports == pytest.approx(2.0)
+    clock.advance(30 * 86400)
+    assert fw.decide(Call(caller="+17185550123"), record=False).action is Action.CONNECT
+
+
+def test_range_heat_raises_neighbours(make_firewall: FirewallFactory) -> None:
+    fw = make_firewall("")
+    cold = fw.decide(Call(caller="+17185550150", callee="+13125550100"), record=False).score
+    for last in ("01", "07", "33", "42"):
+        fw.report(f"+171855501{last}", weight=2)
+    hot = fw.decide(Call(caller="+17185550150", callee="+13125550100"), record=False)
+    assert hot.score > cold
+    assert "reputation:range" in [r.code for r in hot.reasons]
+
+
+def test_region_override_by_trunk(make_firewall: FirewallFactory) -> None:
+    fw = make_firewall('[[numbering]]\ntrunk = "uk"\nregion = "GB"\n')
+    uk = fw.decide(Call(caller="0044 20 7946 0958", trunk="uk"), record=False)
+    us = fw.decide(Call(caller="0044 20 7946 0958"), record=False)
+    assert uk.caller == "+442079460958"
+    assert us.caller != "+442079460958"
+    via_011 = fw.decide(Call(caller="011 44 20 7946 0958"), record=False)
+    assert via_011.caller == "+442079460958"
+
+
+@pytest.mark.parametrize("raw", [
+    "", "unknown", "anonymous", "Restricted", "WIRELESS CALLER", "__________", "'; DROP TABLE reputation; --",
+    "$(rm -rf /)", "\x00\x01\x02", "\ud800", "+" + "9" * 40, "x" * 1_000_000, "sip:+14155550123@host;user=phone",
+])
+def test_hostile_caller_ids_get_a_verdict_and_store_nothing_bad(make_firewall: FirewallFactory, raw: str) -> None:
+    fw = make_firewall("")
+    verdict = fw.decide(Call(caller=raw, callee=raw[:100]))
+    assert verdict.action in set(Action)
+    assert len(verdict.caller) <= 64
+    assert fw.flush() > 0
+    record = fw.audit.get(verdict.id)
+    assert record is not None and record.caller == verdict.caller
+
+
+def test_report_refuses_non_numbers(make_firewall: FirewallFactory) -> None:
+    fw = make_firewall("")
+    with pytest.raises(ValueError, match="not a phone number"):
+        fw.report("anonymous")
+    assert fw.report("(718) 555-0123", kind=EvidenceKind.ADMIN_REPORT).e164 == "+17185550123"
