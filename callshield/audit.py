@@ -17,8 +17,10 @@ INSERT_DECISION = (
 )
 UPDATE_OUTCOME = "UPDATE decisions SET ended = ?, dialstatus = ?, billsec = ?, hangup_cause = ? WHERE id = ?"
 UPDATE_SCREEN = "UPDATE decisions SET screen = ?, action = ? WHERE id = ?"
-_COLUMNS = ("id, ts, caller, callee, action, decided, score, reason, reasons, features, mode, channel, "
-            "ended, dialstatus, billsec, hangup_cause, screen")
+_COLUMNS = (
+    "id, ts, caller, callee, action, decided, score, reason, reasons, features, mode, channel, "
+    "ended, dialstatus, billsec, hangup_cause, screen"
+)
 
 _json = msgspec.json.Encoder()
 
@@ -66,13 +68,36 @@ class AuditLog:
 
     @staticmethod
     def _row(verdict: Verdict, channel: str) -> tuple[Any, ...]:
-        return (verdict.id, verdict.decided_at, verdict.caller, verdict.callee, verdict.action.value,
-                verdict.decided.value, verdict.score, verdict.reason, _json.encode(verdict.reasons),
-                _json.encode(verdict.features), verdict.mode.value, channel[:128])
+        return (
+            verdict.id,
+            verdict.decided_at,
+            verdict.caller,
+            verdict.callee,
+            verdict.action.value,
+            verdict.decided.value,
+            verdict.score,
+            verdict.reason,
+            _json.encode(verdict.reasons),
+            _json.encode(verdict.features),
+            verdict.mode.value,
+            channel[:128],
+        )
 
     def record_outcome(self, outcome: CallOutcome, ended_at: float) -> None:
-        self._updates.append((UPDATE_OUTCOME, [(ended_at, outcome.dialstatus[:32], outcome.billsec,
-                                                outcome.hangup_cause, outcome.decision_id)]))
+        self._updates.append(
+            (
+                UPDATE_OUTCOME,
+                [
+                    (
+                        ended_at,
+                        outcome.dialstatus[:32],
+                        outcome.billsec,
+                        outcome.hangup_cause,
+                        outcome.decision_id,
+                    )
+                ],
+            )
+        )
 
     def record_screen(self, decision_id: str, result: str, action: str) -> None:
         self._updates.append((UPDATE_SCREEN, [(result, action, decision_id)]))
@@ -107,22 +132,30 @@ class AuditLog:
 
     def for_caller(self, caller: str, limit: int = 20) -> list[DecisionRecord]:
         cursor = self._conn.execute(
-            f"SELECT {_COLUMNS} FROM decisions WHERE caller = ? ORDER BY ts DESC LIMIT ?", (caller, limit))
+            f"SELECT {_COLUMNS} FROM decisions WHERE caller = ? ORDER BY ts DESC LIMIT ?", (caller, limit)
+        )
         return [DecisionRecord.from_row(r) for r in cursor]
 
     def recent(self, limit: int = 50, *, action: str | None = None) -> list[DecisionRecord]:
         if action:
             cursor = self._conn.execute(
-                f"SELECT {_COLUMNS} FROM decisions WHERE action = ? ORDER BY ts DESC LIMIT ?", (action, limit))
+                f"SELECT {_COLUMNS} FROM decisions WHERE action = ? ORDER BY ts DESC LIMIT ?", (action, limit)
+            )
         else:
             cursor = self._conn.execute(f"SELECT {_COLUMNS} FROM decisions ORDER BY ts DESC LIMIT ?", (limit,))
         return [DecisionRecord.from_row(r) for r in cursor]
 
     def counts(self, since: float) -> dict[str, dict[str, int]]:
         """Decisions since ``since`` by action and by primary reason."""
-        by_action = dict(self._conn.execute(
-            "SELECT action, count(*) FROM decisions WHERE ts >= ? GROUP BY action", (since,)).fetchall())
-        by_reason = dict(self._conn.execute(
-            "SELECT reason, count(*) FROM decisions WHERE ts >= ? GROUP BY reason ORDER BY 2 DESC LIMIT 20",
-            (since,)).fetchall())
+        by_action = dict(
+            self._conn.execute(
+                "SELECT action, count(*) FROM decisions WHERE ts >= ? GROUP BY action", (since,)
+            ).fetchall()
+        )
+        by_reason = dict(
+            self._conn.execute(
+                "SELECT reason, count(*) FROM decisions WHERE ts >= ? GROUP BY reason ORDER BY 2 DESC LIMIT 20",
+                (since,),
+            ).fetchall()
+        )
         return {"action": by_action, "reason": by_reason}

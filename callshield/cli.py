@@ -8,21 +8,22 @@ Exit codes (stable, for scripts): 0 success; 1 internal error (a bug: the traceb
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, Literal, NoReturn, TypeVar, cast
 
 import click
 
-from callshield import db
 from callshield.config import Config, load_config, parse_duration
 from callshield.engine import Firewall
 from callshield.errors import CallshieldError, ConfigError, ImportFormatError, RuleError, StoreError
 from callshield.explain import explain, verdict_summary
+from callshield.numbers import Normalizer
 from callshield.rules import RuleAction, RuleSpec, parse_pattern
 from callshield.verdict import Call
 
@@ -61,8 +62,13 @@ def _print_json(data: Any) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", envvar="CALLSHIELD_CONFIG", type=click.Path(dir_okay=False),
-              help="Config file (TOML). Default: $CALLSHIELD_CONFIG, else built-in defaults.")
+@click.option(
+    "--config",
+    "config_path",
+    envvar="CALLSHIELD_CONFIG",
+    type=click.Path(dir_okay=False),
+    help="Config file (TOML). Default: $CALLSHIELD_CONFIG, else built-in defaults.",
+)
 @click.option("--db", "database", type=click.Path(dir_okay=False), help="Database file (overrides storage.path).")
 @click.version_option(package_name="callshield")
 @click.pass_context
@@ -81,13 +87,24 @@ def _number_argument(state: State, raw: str) -> str:
     return info.e164
 
 
-def state_normalizer(state: State) -> Any:
-    from callshield.numbers import Normalizer
-
+def state_normalizer(state: State) -> Normalizer:
     return Normalizer(default_region=state.config.node.default_region, cache_size=64)
 
 
+@cli.command()
+@click.option("--host", default=None, help="Listen address (default: agi.host).")
+@click.option("--port", type=int, default=None, help="Listen port (default: agi.port, 4573).")
+@pass_state
+def serve(state: State, host: str | None, port: int | None) -> None:
+    """Run the FastAGI server: Asterisk asks callshield about every inbound call."""
+    from callshield.service import serve as run
+
+    state.config  # noqa: B018 - validate before starting anything
+    run(state.config_path, database=state.database, host=host, port=port)
+
+
 # --- deciding and explaining ---------------------------------------------------------------------
+
 
 @cli.command()
 @click.argument("number")
@@ -101,11 +118,17 @@ def check(state: State, number: str, did: str, trunk: str, as_json: bool) -> Non
         verdict = fw.decide(Call(caller=number, callee=did, trunk=trunk), record=False)
     summary = verdict_summary(verdict)
     if as_json:
-        _print_json({"number": verdict.caller, **{k: summary[k] for k in
-                     ("action", "score", "reasons", "reason", "decided", "mode", "details")}})
+        _print_json(
+            {
+                "number": verdict.caller,
+                **{k: summary[k] for k in ("action", "score", "reasons", "reason", "decided", "mode", "details")},
+            }
+        )
         return
-    click.echo(f"{verdict.caller}: {verdict.action.value} (score {verdict.score}, reason {verdict.reason})"
-               + (f" [shadow: would {verdict.decided.value}]" if verdict.action != verdict.decided else ""))
+    click.echo(
+        f"{verdict.caller}: {verdict.action.value} (score {verdict.score}, reason {verdict.reason})"
+        + (f" [shadow: would {verdict.decided.value}]" if verdict.action != verdict.decided else "")
+    )
     for detail in summary["details"]:
         click.echo(f"  {detail['points']:+6.1f}  {detail['code']:<24} {detail['detail']}")
 
@@ -134,8 +157,10 @@ def _ts(value: float | None) -> str:
 
 def _print_explanation(data: dict[str, Any]) -> None:
     num, now = data["number"], data["now"]
-    click.echo(f"number   {num['e164'] or num['kind']}  (kind {num['kind']}, valid {num['valid']}, "
-               f"type {num['number_type']}, region {num['region']})")
+    click.echo(
+        f"number   {num['e164'] or num['kind']}  (kind {num['kind']}, valid {num['valid']}, "
+        f"type {num['number_type']}, region {num['region']})"
+    )
     click.echo(f"now      {now['action']} (score {now['score']}, reason {now['reason']})")
     for d in now["details"]:
         click.echo(f"         {d['points']:+6.1f}  {d['code']:<24} {d['detail']}")
@@ -144,22 +169,28 @@ def _print_explanation(data: dict[str, Any]) -> None:
         click.echo(f"rule     {rule['action']} {rule['pattern']} from {rule['source']} ({state}) {rule['note']}")
     rep = data.get("reputation")
     if rep:
-        click.echo(f"history  first seen {_ts(rep['first_seen'])}, last seen {_ts(rep['last_seen'])}, "
-                   f"{rep['calls']} calls")
-        click.echo(f"evidence reports {rep['reports']}, screen failed {rep['screen_failed']}, passed "
-                   f"{rep['screen_passed']}, long calls {rep['legit_calls']}, short {rep['short_calls']}, "
-                   f"peer {rep['peer_bad']}; bad neighbours /10 {rep['range_bad_10']}, /100 {rep['range_bad_100']}")
+        click.echo(
+            f"history  first seen {_ts(rep['first_seen'])}, last seen {_ts(rep['last_seen'])}, {rep['calls']} calls"
+        )
+        click.echo(
+            f"evidence reports {rep['reports']}, screen failed {rep['screen_failed']}, passed "
+            f"{rep['screen_passed']}, long calls {rep['legit_calls']}, short {rep['short_calls']}, "
+            f"peer {rep['peer_bad']}; bad neighbours /10 {rep['range_bad_10']}, /100 {rep['range_bad_100']}"
+        )
     for ev in data.get("evidence", []):
         click.echo(f"event    {_ts(ev['ts'])} {ev['kind']} x{ev['weight']:g} by {ev['source']} {ev['note']}")
     for d in data.get("decisions", []):
         outcome = d["outcome"]
         ended = f" -> {outcome['dialstatus']} {outcome['billsec']}s" if outcome and outcome["dialstatus"] else ""
         screen = f" screen {outcome['screen']}" if outcome and outcome["screen"] else ""
-        click.echo(f"decision {_ts(d['ts'])} {d['id']} to {d['callee']}: {d['action']} score {d['score']} "
-                   f"({', '.join(d['reasons']) or 'clean'}){ended}{screen}")
+        click.echo(
+            f"decision {_ts(d['ts'])} {d['id']} to {d['callee']}: {d['action']} score {d['score']} "
+            f"({', '.join(d['reasons']) or 'clean'}){ended}{screen}"
+        )
 
 
 # --- lists ---------------------------------------------------------------------------------------
+
 
 def _list_options(func: _F) -> _F:
     func = click.option("--note", default="", help="Why (shown by explain).")(func)
@@ -179,8 +210,15 @@ def _pattern_argument(state: State, pattern: str) -> str:
         return _number_argument(state, pattern)
 
 
-def _add_entry(state: State, action: RuleAction, pattern: str, dids: tuple[str, ...], tenants: tuple[str, ...],
-               ttl: str | None, note: str) -> None:
+def _add_entry(
+    state: State,
+    action: RuleAction,
+    pattern: str,
+    dids: tuple[str, ...],
+    tenants: tuple[str, ...],
+    ttl: str | None,
+    note: str,
+) -> None:
     text = _pattern_argument(state, pattern)
     try:
         expires = None
@@ -200,8 +238,9 @@ def _add_entry(state: State, action: RuleAction, pattern: str, dids: tuple[str, 
 @cli.command()
 @_list_options
 @pass_state
-def allow(state: State, pattern: str, dids: tuple[str, ...], tenants: tuple[str, ...], ttl: str | None,
-          note: str) -> None:
+def allow(
+    state: State, pattern: str, dids: tuple[str, ...], tenants: tuple[str, ...], ttl: str | None, note: str
+) -> None:
     """Always connect callers matching PATTERN (+14155550123, +1415555*, anonymous, ...)."""
     _add_entry(state, RuleAction.ALLOW, pattern, dids, tenants, ttl, note)
 
@@ -209,8 +248,9 @@ def allow(state: State, pattern: str, dids: tuple[str, ...], tenants: tuple[str,
 @cli.command()
 @_list_options
 @pass_state
-def deny(state: State, pattern: str, dids: tuple[str, ...], tenants: tuple[str, ...], ttl: str | None,
-         note: str) -> None:
+def deny(
+    state: State, pattern: str, dids: tuple[str, ...], tenants: tuple[str, ...], ttl: str | None, note: str
+) -> None:
     """Block callers matching PATTERN."""
     _add_entry(state, RuleAction.DENY, pattern, dids, tenants, ttl, note)
 
@@ -235,19 +275,31 @@ def unlist(state: State, pattern: str, dids: tuple[str, ...]) -> None:
 def lists_command(state: State, as_json: bool) -> None:
     """Show the allow/deny entries (CLI-managed and from the config file)."""
     with state.firewall() as fw:
-        rows = [{"source": r.source, "action": r.action.value, "pattern": r.pattern.text, "dids": list(r.spec.dids),
-                 "tenants": list(r.spec.tenants), "expires": r.spec.expires.isoformat() if r.spec.expires else None,
-                 "note": r.spec.note} for r in fw.rules.rules]
+        rows: list[dict[str, Any]] = [
+            {
+                "source": r.source,
+                "action": r.action.value,
+                "pattern": r.pattern.text,
+                "dids": list(r.spec.dids),
+                "tenants": list(r.spec.tenants),
+                "expires": r.spec.expires.isoformat() if r.spec.expires else None,
+                "note": r.spec.note,
+            }
+            for r in fw.rules.rules
+        ]
     if as_json:
         _print_json(rows)
         return
     for row in rows:
         scope = " ".join(row["dids"] + row["tenants"]) or "global"
-        click.echo(f"{row['source']:<16} {row['action']:<6} {row['pattern']:<20} {scope:<20} "
-                   f"{row['expires'] or '':<26} {row['note']}")
+        click.echo(
+            f"{row['source']:<16} {row['action']:<6} {row['pattern']:<20} {scope:<20} "
+            f"{row['expires'] or '':<26} {row['note']}"
+        )
 
 
 # --- evidence ------------------------------------------------------------------------------------
+
 
 @cli.command()
 @click.argument("number")
@@ -268,35 +320,58 @@ def report(state: State, number: str, note: str, admin: bool) -> None:
 
 @cli.command(name="import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["ftc", "list"]), default=None,
-              help="ftc (complaint CSV) or list (one number per line). Default: by file name/header.")
-@click.option("--dates", type=click.Choice(["row", "now"]), default="row", show_default=True,
-              help="Date complaints by their row (decayed to today) or as if made now.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["ftc", "list"]),
+    default=None,
+    help="ftc (complaint CSV) or list (one number per line). Default: by file name/header.",
+)
+@click.option(
+    "--dates",
+    type=click.Choice(["row", "now"]),
+    default="row",
+    show_default=True,
+    help="Date complaints by their row (decayed to today) or as if made now.",
+)
 @click.option("--region", default=None, help="Region for national numbers (default: node.default_region).")
 @click.option("--force", is_flag=True, help="Import a file again even if it was imported before.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_state
-def import_command(state: State, file: Path, fmt: str | None, dates: str, region: str | None, force: bool,
-                   as_json: bool) -> None:
+def import_command(
+    state: State, file: Path, fmt: str | None, dates: str, region: str | None, force: bool, as_json: bool
+) -> None:
     """Import a blocklist FILE in one transaction; bad rows are counted and skipped."""
     from tqdm import tqdm
 
-    from callshield.importer import import_file
+    from callshield.importer import Format, import_file
 
     chosen = fmt or ("ftc" if ".csv" in file.name.lower() else "list")
     started = time.perf_counter()
-    with state.firewall() as fw, tqdm(total=file.stat().st_size, unit="B", unit_scale=True, desc="import",
-                                      disable=None, file=sys.stderr) as bar:
-        result = import_file(fw._conn, fw.store, file, fmt=chosen,  # type: ignore[arg-type]
-                             region=region or state.config.node.default_region, normalizer=fw.normalizer,
-                             now=time.time(), dates=dates, force=force,  # type: ignore[arg-type]
-                             progress=bar.update)
+    with (
+        state.firewall() as fw,
+        tqdm(total=file.stat().st_size, unit="B", unit_scale=True, desc="import", disable=None, file=sys.stderr) as bar,
+    ):
+        result = import_file(
+            fw.connection,
+            fw.store,
+            file,
+            fmt=cast("Format", chosen),
+            region=region or state.config.node.default_region,
+            normalizer=fw.normalizer,
+            now=time.time(),
+            dates=cast("Literal['row', 'now']", dates),
+            force=force,
+            progress=bar.update,
+        )
     result.seconds = time.perf_counter() - started
     if as_json:
         _print_json(result.as_dict())
         return
-    click.echo(f"imported {result.accepted} of {result.rows} rows ({result.numbers} numbers) from {file} "
-               f"in {result.seconds:.1f} s")
+    click.echo(
+        f"imported {result.accepted} of {result.rows} rows ({result.numbers} numbers) from {file} "
+        f"in {result.seconds:.1f} s"
+    )
     for reason, count in sorted(result.rejected.items(), key=lambda kv: -kv[1]):
         click.echo(f"  rejected {count:>9}  {reason}")
 
@@ -329,19 +404,61 @@ def stats(state: State, since: str, as_json: bool) -> None:
         _fail(str(exc), EXIT_USAGE)
     with state.firewall() as fw:
         counts = fw.audit.counts(time.time() - period)
-        data = {"since": since, "decisions": counts["action"], "reasons": counts["reason"],
-                "numbers": fw.store.count(), "list_entries": len(fw.rules)}
+        data = {
+            "since": since,
+            "decisions": counts["action"],
+            "reasons": counts["reason"],
+            "numbers": fw.store.count(),
+            "list_entries": len(fw.rules),
+        }
     if as_json:
         _print_json(data)
         return
     click.echo(f"numbers with reputation: {data['numbers']}; allow/deny rules: {data['list_entries']}")
-    click.echo(f"decisions in the last {since}: " + (", ".join(f"{k} {v}" for k, v in counts["action"].items())
-                                                     or "none"))
+    click.echo(
+        f"decisions in the last {since}: " + (", ".join(f"{k} {v}" for k, v in counts["action"].items()) or "none")
+    )
     for reason, count in counts["reason"].items():
         click.echo(f"  {count:>8}  {reason}")
 
 
+@cli.command(name="try")
+@click.argument("samples", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--quiet", "-q", is_flag=True, help="Only print mismatches.")
+@pass_state
+def try_command(state: State, samples: tuple[Path, ...], quiet: bool) -> None:
+    """Dry-run sample calls (JSON lines with expected verdicts) on a scratch database.
+
+    Uses --config, else a NAME.toml beside NAME.jsonl, else the defaults. Exit 1 on any mismatch.
+    """
+    from callshield.samples import SampleError, config_for, run_samples
+
+    failed = total = 0
+    for path in samples:
+        beside = config_for(path)
+        config = state.config if state.config_path or beside is None else load_config(beside)
+        try:
+            results = run_samples(path, config)
+        except (SampleError, TypeError, ValueError) as exc:
+            _fail(str(exc), EXIT_INPUT)
+        for result in results:
+            total += 1
+            verdict = result.verdict
+            assert verdict is not None
+            status = "MISMATCH: " + "; ".join(result.problems) if result.problems else "ok"
+            failed += bool(result.problems)
+            if result.problems or not quiet:
+                click.echo(
+                    f"{path}:{result.line}: {verdict.caller} -> {verdict.action.value} "
+                    f"(score {verdict.score}, {verdict.reason})  {status}"
+                )
+    click.echo(f"{total - failed} passed, {failed} failed")
+    if failed:
+        sys.exit(1)
+
+
 # --- configuration -------------------------------------------------------------------------------
+
 
 @cli.group()
 def config() -> None:
@@ -359,10 +476,15 @@ def config_check(state: State, file: str | None) -> None:
     loaded = load_config(path)
     rules = RuleSet(Rule.compile(spec, source=f"config:rules[{i}]") for i, spec in enumerate(loaded.rules))
     for first, second in rules.conflicts():
-        click.echo(f"warning: {first.source} and {second.source} allow and deny the same pattern "
-                   f"{first.pattern.text} with the same scope: the allow wins", err=True)
-    click.echo(f"{path or '(built-in defaults)'}: OK ({len(loaded.rules)} rules, mode {loaded.policy.mode.value}, "
-               f"database {loaded.storage.database_path()})")
+        click.echo(
+            f"warning: {first.source} and {second.source} allow and deny the same pattern "
+            f"{first.pattern.text} with the same scope: the allow wins",
+            err=True,
+        )
+    click.echo(
+        f"{path or '(built-in defaults)'}: OK ({len(loaded.rules)} rules, mode {loaded.policy.mode.value}, "
+        f"database {loaded.storage.database_path()})"
+    )
 
 
 def main() -> None:
@@ -382,7 +504,7 @@ def main() -> None:
         _fail(str(exc), EXIT_INPUT)
     except (RuleError, CallshieldError) as exc:
         _fail(str(exc), EXIT_USAGE)
-    except db.sqlite3.Error as exc:
+    except sqlite3.Error as exc:
         _fail(f"database error: {exc}", EXIT_DATABASE)
     except BrokenPipeError:
         sys.exit(0)

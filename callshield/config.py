@@ -17,8 +17,8 @@ from typing import Any, Literal
 import msgspec
 import phonenumbers
 
-from callshield.errors import ConfigError
-from callshield.rules import RuleError, RuleSpec, parse_pattern
+from callshield.errors import ConfigError, RuleError
+from callshield.rules import RuleSpec, parse_pattern
 from callshield.verdict import Mode
 
 ENV_CONFIG = "CALLSHIELD_CONFIG"
@@ -62,7 +62,7 @@ class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     pass
 
 
-class NodeConfig(_Section):
+class NodeConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     name: str = ""
     """Node name (default: the host name). Shown in the audit log and, later, to mesh peers."""
     cluster: str = "default"
@@ -77,7 +77,7 @@ class NodeConfig(_Section):
         return self.name or socket.gethostname() or "callshield"
 
 
-class StorageConfig(_Section):
+class StorageConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     path: str = ""
     """SQLite database file; default ``$XDG_DATA_HOME/callshield/callshield.sqlite3``."""
     flush_interval: Seconds = Seconds(0.5)
@@ -99,7 +99,7 @@ class StorageConfig(_Section):
         return Path(base) / "callshield" / "callshield.sqlite3"
 
 
-class AgiConfig(_Section):
+class AgiConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     host: str = "127.0.0.1"
     port: int = 4573
     header_timeout: Seconds = Seconds(2.0)
@@ -114,7 +114,7 @@ class AgiConfig(_Section):
             raise ValueError("port must be between 0 and 65535")
 
 
-class PolicyConfig(_Section):
+class PolicyConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     mode: Mode = Mode.ENFORCE
     screen_at: int = 50
     """Risk score (0-100) from which a call is screened."""
@@ -132,7 +132,7 @@ class PolicyConfig(_Section):
             raise ValueError("block_cause must be a Q.850 cause code between 1 and 127")
 
 
-class ScoringConfig(_Section):
+class ScoringConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Points each finding adds to the risk score (negative points lower it)."""
 
     anonymous: float = 20.0
@@ -160,7 +160,7 @@ class ScoringConfig(_Section):
     short_calls: float = 25.0
 
 
-class ReputationConfig(_Section):
+class ReputationConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     half_life: Seconds = Seconds(30 * 86400)
     """Evidence loses half its weight in this time."""
     long_call: Seconds = Seconds(60.0)
@@ -173,7 +173,7 @@ class ReputationConfig(_Section):
     """Bad numbers in one /100 block from which the block heats its other numbers."""
 
 
-class PatternsConfig(_Section):
+class PatternsConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     window: Seconds = Seconds(3600.0)
     """The long sliding window (calls per hour, fan-out, repeats, sweeps)."""
     max_callers: int = 500_000
@@ -200,12 +200,12 @@ class PatternsConfig(_Section):
             raise ValueError("max_callers must be >= 1 and max_events >= 4")
 
 
-class ScreeningConfig(_Section):
+class ScreeningConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     pass_ttl: Seconds = Seconds(86400.0)
     """How long a passed screening lets the same caller reach the same callee without a new challenge."""
 
 
-class SafetyConfig(_Section):
+class SafetyConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     emergency: bool = True
     """Always connect calls from or to the region's emergency numbers. Turning this off is refused."""
     critical: tuple[str, ...] = ()
@@ -221,7 +221,7 @@ class SafetyConfig(_Section):
                 raise ValueError(str(exc)) from None
 
 
-class NumberingConfig(_Section):
+class NumberingConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A numbering override: calls on this trunk, or to these DIDs, use another region and/or tenant."""
 
     trunk: str = ""
@@ -241,12 +241,12 @@ class NumberingConfig(_Section):
                 raise ValueError(str(exc)) from None
 
 
-class LoggingConfig(_Section):
+class LoggingConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
 
 
-class Config(_Section):
+class Config(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The whole configuration."""
 
     node: NodeConfig = NodeConfig()

@@ -113,7 +113,7 @@ CREATE TABLE IF NOT EXISTS imports (
 );
 """
 
-Statement = tuple[str, Sequence[Sequence[Any]]]
+Statement = tuple[str, Iterable[Sequence[Any]]]
 """One SQL statement and the parameter rows to run it with (``executemany``)."""
 
 
@@ -124,11 +124,17 @@ def connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
         Path(target).parent.mkdir(parents=True, exist_ok=True)
     try:
         if readonly:
-            conn = sqlite3.connect(f"file:{target}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000,
-                                   check_same_thread=False, isolation_level=None)
+            conn = sqlite3.connect(
+                f"file:{target}?mode=ro",
+                uri=True,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                check_same_thread=False,
+                isolation_level=None,
+            )
         else:
-            conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False,
-                                   isolation_level=None)
+            conn = sqlite3.connect(
+                target, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False, isolation_level=None
+            )
         _configure(conn, readonly=readonly)
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{target}: cannot open the database: {exc}") from None
@@ -158,8 +164,10 @@ def get_meta(conn: sqlite3.Connection, key: str) -> str | None:
 
 
 def set_meta_statement(key: str, value: str) -> Statement:
-    return ("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            [(key, value)])
+    return (
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [(key, value)],
+    )
 
 
 BUMP_GENERATION: Statement = (

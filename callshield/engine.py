@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import zlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,36 +57,60 @@ class _Recent:
 class Firewall:
     """Decides calls; learns from their outcomes. One per process, used from one thread."""
 
-    def __init__(self, *, config: Config, conn: sqlite3.Connection, clock: Clock | None = None,
-                 normalizer: Normalizer | None = None, scorer: Scorer | None = None,
-                 external_writer: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        config: Config,
+        conn: sqlite3.Connection,
+        clock: Clock | None = None,
+        normalizer: Normalizer | None = None,
+        scorer: Scorer | None = None,
+        external_writer: bool = False,
+    ) -> None:
         self._clock: Clock = clock or SystemClock()
         self._conn = conn
         self._external_writer = external_writer
         now = self._clock.now()
-        self._normalizer = normalizer or Normalizer(default_region=config.node.default_region,
-                                                    cache_size=config.storage.number_cache)
-        self.store = ReputationStore(conn, half_life=config.reputation.half_life, now=now,
-                                     cache_blocks=config.storage.reputation_cache,
-                                     bad_threshold=config.reputation.bad_threshold)
+        self._normalizer = normalizer or Normalizer(
+            default_region=config.node.default_region, cache_size=config.storage.number_cache
+        )
+        self.store = ReputationStore(
+            conn,
+            half_life=config.reputation.half_life,
+            now=now,
+            cache_blocks=config.storage.reputation_cache,
+            bad_threshold=config.reputation.bad_threshold,
+        )
         self.audit = AuditLog(conn)
         self.lists = ListStore(conn)
-        self.patterns = PatternTracker(window=config.patterns.window, max_callers=config.patterns.max_callers,
-                                       max_events=config.patterns.max_events, open_call=config.patterns.open_call)
+        self.patterns = PatternTracker(
+            window=config.patterns.window,
+            max_callers=config.patterns.max_callers,
+            max_events=config.patterns.max_events,
+            open_call=config.patterns.open_call,
+        )
         self.patterns.restore(conn, now)
         self._custom_scorer = scorer
         self._recent: dict[str, _Recent] = {}
         self._passes: dict[tuple[int, str], float] = {}
         self._pass_writes: list[tuple[int, str, float]] = []
         self._retry: list[db.Statement] = []
+        self._last_snapshot = now
         self.counters: Counter[str] = Counter()
         self._generation = db.generation(conn)
         self.apply_config(config)
         self._load_passes(now)
 
     @classmethod
-    def open(cls, config: Config, *, clock: Clock | None = None, path: Path | str | None = None,
-             external_writer: bool = False, scorer: Scorer | None = None) -> Firewall:
+    def open(
+        cls,
+        config: Config,
+        *,
+        clock: Clock | None = None,
+        path: Path | str | None = None,
+        external_writer: bool = False,
+        scorer: Scorer | None = None,
+    ) -> Firewall:
         """Open the node database named by the config (or ``path``) and build a firewall on it."""
         conn = db.connect(path if path is not None else config.storage.database_path())
         return cls(config=config, conn=conn, clock=clock, external_writer=external_writer, scorer=scorer)
@@ -95,6 +120,11 @@ class Firewall:
     @property
     def config(self) -> Config:
         return self._config
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The node database (for bulk work such as imports)."""
+        return self._conn
 
     @property
     def clock(self) -> Clock:
@@ -107,8 +137,7 @@ class Firewall:
     def apply_config(self, config: Config) -> None:
         """Take a new configuration (SIGHUP). Storage settings apply at the next start only."""
         self._config = config
-        self._scorer: Scorer = self._custom_scorer or ExpertScorer(config.scoring, config.patterns,
-                                                                   config.reputation)
+        self._scorer: Scorer = self._custom_scorer or ExpertScorer(config.scoring, config.patterns, config.reputation)
         self._critical: tuple[Pattern, ...] = tuple(parse_pattern(p) for p in config.safety.critical)
         self._trunks: dict[str, NumberingConfig] = {n.trunk: n for n in config.numbering if n.trunk}
         self._did_overrides = tuple((parse_pattern(n.did), n) for n in config.numbering if n.did)
@@ -153,30 +182,51 @@ class Firewall:
             reputation, pattern = UNKNOWN_VIEW, NO_PATTERN
         features = feature_vector(caller, callee, reputation, pattern, now, home_country=self._home_country)
         score, findings = self._scorer.score(features)
-        decided, score, reasons, cause = self._precedence(call, caller, callee, callee_label, tenant, now,
-                                                          score, findings)
+        decided, score, reasons, cause = self._precedence(
+            call, caller, callee, callee_label, tenant, now, score, findings
+        )
         mode = self._config.policy.mode
         verdict = Verdict(
-            id=os.urandom(8).hex(), action=decided if mode is Mode.ENFORCE else Action.CONNECT, decided=decided,
-            score=score, reason=reasons[0].code if reasons else "clean", reasons=reasons, cause=cause, mode=mode,
-            caller=caller.label(), callee=callee_label, decided_at=now, features=features,
+            id=os.urandom(8).hex(),
+            action=decided if mode is Mode.ENFORCE else Action.CONNECT,
+            decided=decided,
+            score=score,
+            reason=reasons[0].code if reasons else "clean",
+            reasons=reasons,
+            cause=cause,
+            mode=mode,
+            caller=caller.label(),
+            callee=callee_label,
+            decided_at=now,
+            features=features,
         )
         if record:
             self._remember(verdict, key, call.channel)
         return verdict
 
-    def _precedence(self, call: Call, caller: NumberInfo, callee: NumberInfo | None, callee_label: str,
-                    tenant: str, now: float, score: int, findings: tuple[Reason, ...]
-                    ) -> tuple[Action, int, tuple[Reason, ...], int]:
+    def _precedence(
+        self,
+        call: Call,
+        caller: NumberInfo,
+        callee: NumberInfo | None,
+        callee_label: str,
+        tenant: str,
+        now: float,
+        score: int,
+        findings: tuple[Reason, ...],
+    ) -> tuple[Action, int, tuple[Reason, ...], int]:
         cause = self._config.policy.block_cause
         safety = self._safety(call, caller, callee)
         if safety is not None:
             return Action.CONNECT, 0, (safety, *findings), cause
         rule = self.rules.match(caller, callee=callee.e164 if callee else None, tenant=tenant, when=now)
         if rule is not None:
-            why = Reason(code=rule.reason_code, points=0.0,
-                         detail=f"{rule.spec.action.value} {rule.pattern.text} ({rule.source}"
-                                f"{': ' + rule.spec.note if rule.spec.note else ''})")
+            why = Reason(
+                code=rule.reason_code,
+                points=0.0,
+                detail=f"{rule.spec.action.value} {rule.pattern.text} ({rule.source}"
+                f"{': ' + rule.spec.note if rule.spec.note else ''})",
+            )
             if rule.action is RuleAction.ALLOW:
                 return Action.CONNECT, 0, (why, *findings), cause
             return Action.BLOCK, 100, (why, *findings), rule.spec.cause or cause
@@ -190,12 +240,16 @@ class Firewall:
     def _safety(self, call: Call, caller: NumberInfo, callee: NumberInfo | None) -> Reason | None:
         region = caller.region or self._config.node.default_region
         if (call.callee and self._normalizer.is_emergency(call.callee, region=region)) or (
-                caller.kind.value == "short_code" and self._normalizer.is_emergency(call.caller, region=region)):
+            caller.kind.value == "short_code" and self._normalizer.is_emergency(call.caller, region=region)
+        ):
             return Reason(code="safety:emergency", points=0.0, detail="emergency number: always connected")
         for pattern in self._critical:
             if pattern.matches(caller) or (callee is not None and pattern.matches_e164(callee.e164)):
-                return Reason(code="safety:critical", points=0.0,
-                              detail=f"critical number {pattern.text}: always connected")
+                return Reason(
+                    code="safety:critical",
+                    points=0.0,
+                    detail=f"critical number {pattern.text}: always connected",
+                )
         return None
 
     def _remember(self, verdict: Verdict, key: int | None, channel: str) -> None:
@@ -267,12 +321,26 @@ class Firewall:
             self._passes[(found.caller_key, found.callee)] = expires
             self._pass_writes.append((found.caller_key, found.callee, expires))
         else:
-            self.store.add_evidence(found.caller_key, EvidenceKind.SCREEN_FAILED, now,
-                                    weight=_SCREEN_WEIGHT[result], log=True, source="screening", note=result.value)
+            self.store.add_evidence(
+                found.caller_key,
+                EvidenceKind.SCREEN_FAILED,
+                now,
+                weight=_SCREEN_WEIGHT[result],
+                log=True,
+                source="screening",
+                note=result.value,
+            )
         return True
 
-    def report(self, raw: str, *, kind: EvidenceKind = EvidenceKind.REPORT, weight: float | None = None,
-               source: str = "cli", note: str = "") -> NumberInfo:
+    def report(
+        self,
+        raw: str,
+        *,
+        kind: EvidenceKind = EvidenceKind.REPORT,
+        weight: float | None = None,
+        source: str = "cli",
+        note: str = "",
+    ) -> NumberInfo:
         """A spam report (or other evidence) about a number; raise ValueError if it is not a number."""
         info = self._normalizer.normalize(raw)
         if info.key is None:
@@ -282,14 +350,20 @@ class Firewall:
 
     # --- persistence ----------------------------------------------------------------------------
 
-    def _take_writes(self) -> list[db.Statement]:
+    def _take_writes(self, *, force_snapshot: bool = False) -> list[db.Statement]:
         now = self._clock.now()
         statements = self._retry + self.store.take_writes() + self.audit.take_writes()
-        statements += self.patterns.take_writes(now)
+        if force_snapshot or now - self._last_snapshot >= self._config.patterns.snapshot_interval:
+            statements += self.patterns.take_writes(now)
+            self._last_snapshot = now
         if self._pass_writes:
-            statements.append(("INSERT INTO screen_passes (caller, callee, expires) VALUES (?, ?, ?) "
-                               "ON CONFLICT (caller, callee) DO UPDATE SET expires = excluded.expires",
-                               self._pass_writes))
+            statements.append(
+                (
+                    "INSERT INTO screen_passes (caller, callee, expires) VALUES (?, ?, ?) "
+                    "ON CONFLICT (caller, callee) DO UPDATE SET expires = excluded.expires",
+                    self._pass_writes,
+                )
+            )
             self._pass_writes = []
         if self._external_writer and statements:
             statements.append(db.BUMP_GENERATION)
@@ -302,9 +376,12 @@ class Firewall:
     def pending(self) -> int:
         return self.store.pending_count() + self.audit.pending_count() + len(self._retry)
 
-    def flush(self) -> int:
-        """Commit buffered writes in one transaction (synchronously); return statements written."""
-        statements = self._take_writes()
+    def flush(self, *, snapshot: bool = False) -> int:
+        """Commit buffered writes in one transaction (synchronously); return statements written.
+
+        Pattern windows are snapshotted every ``patterns.snapshot_interval``, or now with ``snapshot``.
+        """
+        statements = self._take_writes(force_snapshot=snapshot)
         if not statements:
             return 0
         try:
@@ -318,9 +395,9 @@ class Firewall:
             self._generation = db.generation(self._conn)
         return len(statements)
 
-    async def flush_async(self, writer: Any) -> int:
+    async def flush_async(self, writer: Any, *, snapshot: bool = False) -> int:
         """Commit buffered writes through an ``aiosqlite`` connection (the server's writer task)."""
-        statements = self._take_writes()
+        statements = self._take_writes(force_snapshot=snapshot)
         if not statements:
             return 0
         try:
@@ -354,12 +431,13 @@ class Firewall:
 
     def _load_passes(self, now: float) -> None:
         for caller, callee, expires in self._conn.execute(
-                "SELECT caller, callee, expires FROM screen_passes WHERE expires > ?", (now,)):
+            "SELECT caller, callee, expires FROM screen_passes WHERE expires > ?", (now,)
+        ):
             self._passes[(caller, callee)] = expires
 
     def close(self) -> None:
-        """Flush and close the database."""
-        self.flush()
+        """Flush (with a pattern snapshot) and close the database."""
+        self.flush(snapshot=True)
         self._conn.close()
 
 
@@ -371,4 +449,4 @@ def _callee_label(raw: str, callee: NumberInfo | None) -> str:
 
 def _text_key(label: str) -> int:
     """A stable non-number callee key (extensions like ``s`` or ``100``): negative, never a sweep step."""
-    return NO_CALLEE - (sum(ord(ch) * 31**i for i, ch in enumerate(label[:16])) % 1_000_003)
+    return NO_CALLEE - zlib.crc32(label.encode("utf-8", "replace"))

@@ -37,9 +37,17 @@ def explain(firewall: Firewall, raw: str, *, callee: str = "", trunk: str = "", 
     rules = []
     for rule in firewall.rules.candidates(caller):
         applies = rule.applies(callee=callee_info.e164 if callee_info else None, tenant=tenant, when=now)
-        rules.append({"source": rule.source, "action": rule.action.value, "pattern": rule.pattern.text,
-                      "dids": list(rule.spec.dids), "tenants": list(rule.spec.tenants), "applies_now": applies,
-                      "note": rule.spec.note})
+        rules.append(
+            {
+                "source": rule.source,
+                "action": rule.action.value,
+                "pattern": rule.pattern.text,
+                "dids": list(rule.spec.dids),
+                "tenants": list(rule.spec.tenants),
+                "applies_now": applies,
+                "note": rule.spec.note,
+            }
+        )
     out["rules"] = rules
     if caller.key is None:
         return out
@@ -47,15 +55,35 @@ def explain(firewall: Firewall, raw: str, *, callee: str = "", trunk: str = "", 
     out["reputation"] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(view).items()}
     window = firewall.patterns.window_of(caller.key)
     if window is not None:
-        out["window"] = {"calls": len(window.times), "distinct_callees": len(set(window.callees)),
-                         "open_calls": len(window.active), "ended": len(window.ends)}
-    out["evidence"] = [{"ts": ts, "kind": kind, "weight": weight, "source": source, "note": note}
-                       for ts, kind, weight, source, note in firewall.store.evidence_log(caller.key, limit)]
+        out["window"] = {
+            "calls": len(window.times),
+            "distinct_callees": len(set(window.callees)),
+            "open_calls": len(window.active),
+            "ended": len(window.ends),
+        }
+    out["evidence"] = [
+        {"ts": ts, "kind": kind, "weight": weight, "source": source, "note": note}
+        for ts, kind, weight, source, note in firewall.store.evidence_log(caller.key, limit)
+    ]
     out["decisions"] = [
-        {"id": d.id, "ts": d.ts, "callee": d.callee, "action": d.action, "decided": d.decided, "score": d.score,
-         "reason": d.reason, "reasons": [f"{r['code']} ({r['points']:+.0f})" for r in d.reasons],
-         "outcome": {"dialstatus": d.dialstatus, "billsec": d.billsec, "hangup_cause": d.hangup_cause,
-                     "screen": d.screen} if d.ended is not None or d.screen else None}
+        {
+            "id": d.id,
+            "ts": d.ts,
+            "callee": d.callee,
+            "action": d.action,
+            "decided": d.decided,
+            "score": d.score,
+            "reason": d.reason,
+            "reasons": [f"{r['code']} ({r['points']:+.0f})" for r in d.reasons],
+            "outcome": {
+                "dialstatus": d.dialstatus,
+                "billsec": d.billsec,
+                "hangup_cause": d.hangup_cause,
+                "screen": d.screen,
+            }
+            if d.ended is not None or d.screen
+            else None,
+        }
         for d in firewall.audit.for_caller(caller.label(), limit)
     ]
     return out

@@ -15,12 +15,38 @@ from callshield.patterns import PatternFeatures
 from callshield.reputation import ReputationView
 
 FEATURE_NAMES: Final[tuple[str, ...]] = (
-    "anonymous", "withheld", "unavailable", "invalid", "short_code",
-    "premium_rate", "toll_free", "mobile", "voip", "international", "neighbour",
-    "known", "age_days", "calls_seen_log",
-    "reports", "screen_failed", "screen_passed", "legit_calls", "short_calls_hist", "blocks", "peer_bad",
-    "range_bad_10", "range_bad_100",
-    "calls_1m", "calls_1h", "concurrent", "fanout", "repeat", "sweep", "ended", "answer_ratio", "short_ratio",
+    "anonymous",
+    "withheld",
+    "unavailable",
+    "invalid",
+    "short_code",
+    "premium_rate",
+    "toll_free",
+    "mobile",
+    "voip",
+    "international",
+    "neighbour",
+    "known",
+    "age_days",
+    "calls_seen_log",
+    "reports",
+    "screen_failed",
+    "screen_passed",
+    "legit_calls",
+    "short_calls_hist",
+    "blocks",
+    "peer_bad",
+    "range_bad_10",
+    "range_bad_100",
+    "calls_1m",
+    "calls_1h",
+    "concurrent",
+    "fanout",
+    "repeat",
+    "sweep",
+    "ended",
+    "answer_ratio",
+    "short_ratio",
 )
 F: Final[dict[str, int]] = {name: index for index, name in enumerate(FEATURE_NAMES)}
 """Index of each feature by name."""
@@ -29,8 +55,15 @@ MAX_AGE_DAYS = 365.0
 _INVALID_KINDS = frozenset({NumberKind.INVALID, NumberKind.TOO_SHORT, NumberKind.TOO_LONG})
 
 
-def feature_vector(caller: NumberInfo, callee: NumberInfo | None, reputation: ReputationView,
-                   pattern: PatternFeatures, now: float, *, home_country: int) -> tuple[float, ...]:
+def feature_vector(
+    caller: NumberInfo,
+    callee: NumberInfo | None,
+    reputation: ReputationView,
+    pattern: PatternFeatures,
+    now: float,
+    *,
+    home_country: int,
+) -> tuple[float, ...]:
     """The features of one call, in :data:`FEATURE_NAMES` order."""
     kind = caller.kind
     number_type = caller.number_type
@@ -76,8 +109,12 @@ def feature_vector(caller: NumberInfo, callee: NumberInfo | None, reputation: Re
 
 def is_neighbour(caller: NumberInfo, callee: NumberInfo | None) -> bool:
     """Caller and callee share country code, area code and exchange, but are different numbers."""
-    return (callee is not None and caller.exchange is not None and caller.exchange == callee.exchange
-            and caller.e164 != callee.e164)
+    return (
+        callee is not None
+        and caller.exchange is not None
+        and caller.exchange == callee.exchange
+        and caller.e164 != callee.e164
+    )
 
 
 def as_dict(vector: tuple[float, ...]) -> dict[str, float]:

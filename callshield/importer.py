@@ -59,9 +59,16 @@ class ImportResult:
     digest: str = ""
 
     def as_dict(self) -> dict[str, object]:
-        return {"source": self.source, "format": self.format, "rows": self.rows, "accepted": self.accepted,
-                "numbers": self.numbers, "rejected": dict(self.rejected), "seconds": round(self.seconds, 3),
-                "rows_per_second": round(self.rows / self.seconds) if self.seconds else None}
+        return {
+            "source": self.source,
+            "format": self.format,
+            "rows": self.rows,
+            "accepted": self.accepted,
+            "numbers": self.numbers,
+            "rejected": dict(self.rejected),
+            "seconds": round(self.seconds, 3),
+            "rows_per_second": round(self.rows / self.seconds) if self.seconds else None,
+        }
 
 
 class _HashingReader(io.RawIOBase):
@@ -114,8 +121,13 @@ class _Aggregate:
             zeros = (0.0,) * (len(COLUMNS) - 1 - REPORTS)
             for low in range(0, int(starts.size), _BATCH):  # converted in slices to bound memory
                 part = slice(low, low + _BATCH)
-                for number, first, last, total in zip(numbers[part].tolist(), firsts[part].tolist(),
-                                                      lasts[part].tolist(), sums[part].tolist(), strict=True):
+                for number, first, last, total in zip(
+                    numbers[part].tolist(),
+                    firsts[part].tolist(),
+                    lasts[part].tolist(),
+                    sums[part].tolist(),
+                    strict=True,
+                ):
                     yield (number, first, last, 0, total, *zeros)
 
         return int(starts.size), rows()
@@ -124,8 +136,9 @@ class _Aggregate:
 def _open_text(reader: _HashingReader) -> io.TextIOWrapper:
     buffered = io.BufferedReader(reader, buffer_size=1 << 20)
     magic = buffered.peek(2)[:2]
-    stream: IO[bytes] = gzip.GzipFile(fileobj=buffered) if magic == b"\x1f\x8b" else buffered
-    return io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="")
+    if magic == b"\x1f\x8b":
+        return io.TextIOWrapper(gzip.GzipFile(fileobj=buffered), encoding="utf-8", errors="replace", newline="")
+    return io.TextIOWrapper(buffered, encoding="utf-8", errors="replace", newline="")
 
 
 class _KeyResolver:
@@ -160,7 +173,7 @@ class _KeyResolver:
 def _parse_date(text: str, cache: dict[str, float | None]) -> float | None:
     found = cache.get(text, False)
     if found is not False:
-        return found  # type: ignore[return-value]
+        return found
     value: float | None
     try:
         parsed = datetime.fromisoformat(text.strip())
@@ -172,8 +185,14 @@ def _parse_date(text: str, cache: dict[str, float | None]) -> float | None:
     return value
 
 
-def _read_ftc(text: io.TextIOWrapper, resolver: _KeyResolver, result: ImportResult, agg: _Aggregate,
-              now: float, use_row_dates: bool) -> None:
+def _read_ftc(
+    text: io.TextIOWrapper,
+    resolver: _KeyResolver,
+    result: ImportResult,
+    agg: _Aggregate,
+    now: float,
+    use_row_dates: bool,
+) -> None:
     reader = csv.reader(text)
     try:
         header = [h.strip().lower() for h in next(reader)]
@@ -182,8 +201,9 @@ def _read_ftc(text: io.TextIOWrapper, resolver: _KeyResolver, result: ImportResu
     number_col = next((header.index(c) for c in _NUMBER_COLUMNS if c in header), None)
     date_col = next((header.index(c) for c in _DATE_COLUMNS if c in header), None)
     if number_col is None:
-        raise ImportFormatError(f"{result.source}: no phone number column (expected one of {_NUMBER_COLUMNS}); "
-                                f"header is {header[:10]}")
+        raise ImportFormatError(
+            f"{result.source}: no phone number column (expected one of {_NUMBER_COLUMNS}); header is {header[:10]}"
+        )
     width = len(header)
     dates: dict[str, float | None] = {}
     rejected = result.rejected
@@ -220,8 +240,9 @@ def _read_ftc(text: io.TextIOWrapper, resolver: _KeyResolver, result: ImportResu
     result.rows = rows
 
 
-def _read_list(text: io.TextIOWrapper, resolver: _KeyResolver, result: ImportResult, agg: _Aggregate,
-               now: float) -> None:
+def _read_list(
+    text: io.TextIOWrapper, resolver: _KeyResolver, result: ImportResult, agg: _Aggregate, now: float
+) -> None:
     rows = 0
     for line in text:
         rows += 1
@@ -240,9 +261,19 @@ def _read_list(text: io.TextIOWrapper, resolver: _KeyResolver, result: ImportRes
     result.rows = rows
 
 
-def import_file(conn: sqlite3.Connection, store: ReputationStore, path: Path, *, fmt: Format, region: str,
-                normalizer: Normalizer, now: float, dates: Literal["row", "now"] = "row", force: bool = False,
-                progress: Callable[[int], object] = lambda _n: None) -> ImportResult:
+def import_file(
+    conn: sqlite3.Connection,
+    store: ReputationStore,
+    path: Path,
+    *,
+    fmt: Format,
+    region: str,
+    normalizer: Normalizer,
+    now: float,
+    dates: Literal["row", "now"] = "row",
+    force: bool = False,
+    progress: Callable[[int], object] = lambda _n: None,
+) -> ImportResult:
     """Import a blocklist file in one transaction (see module docstring)."""
     result = ImportResult(source=str(path), format=fmt)
     started = now
@@ -267,10 +298,23 @@ def import_file(conn: sqlite3.Connection, store: ReputationStore, path: Path, *,
     _refuse_duplicate(conn, result, force)
     weight = DEFAULT_WEIGHT[EvidenceKind.COMPLAINT if fmt == "ftc" else EvidenceKind.LISTED]
     result.numbers, grouped = agg.grouped(store, weight)
-    record = ("INSERT INTO imports (started, finished, source, digest, format, rows, accepted, numbers, rejected) "
-              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-              [(started, now, str(path), result.digest, fmt, result.rows, result.accepted, result.numbers,
-                msgspec.json.encode(dict(result.rejected)).decode())])
+    record = (
+        "INSERT INTO imports (started, finished, source, digest, format, rows, accepted, numbers, rejected) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                started,
+                now,
+                str(path),
+                result.digest,
+                fmt,
+                result.rows,
+                result.accepted,
+                result.numbers,
+                msgspec.json.encode(dict(result.rejected)).decode(),
+            )
+        ],
+    )
     db.apply(conn, [(UPSERT, grouped), record, db.BUMP_GENERATION])
     return result
 
@@ -281,18 +325,27 @@ def _refuse_duplicate(conn: sqlite3.Connection, result: ImportResult, force: boo
     row = conn.execute("SELECT finished, source FROM imports WHERE digest = ?", (result.digest,)).fetchone()
     if row is not None:
         when = datetime.fromtimestamp(row[0], UTC).strftime("%Y-%m-%d %H:%M UTC")
-        raise ImportFormatError(f"{result.source}: this file was already imported on {when} (as {row[1]}); "
-                                "use --force to count its evidence again")
+        raise ImportFormatError(
+            f"{result.source}: this file was already imported on {when} (as {row[1]}); "
+            "use --force to count its evidence again"
+        )
 
 
-def export_rows(store: ReputationStore, now: float, *, min_reports: float = 0.0
-                ) -> Iterator[tuple[str, float, float, float, str, str]]:
+def export_rows(
+    store: ReputationStore, now: float, *, min_reports: float = 0.0
+) -> Iterator[tuple[str, float, float, float, str, str]]:
     """(e164, reports, legit, screen_failed, first_seen, last_seen) for numbers with enough reports."""
     for number, first, last, view in store.iter_decayed(now):
         if view.reports + view.peer_bad < min_reports or (min_reports <= 0 and view.reports <= 0):
             continue
-        yield (f"+{number}", round(view.reports, 4), round(view.legit_calls, 4), round(view.screen_failed, 4),
-               _iso(first), _iso(last))
+        yield (
+            f"+{number}",
+            round(view.reports, 4),
+            round(view.legit_calls, 4),
+            round(view.screen_failed, 4),
+            _iso(first),
+            _iso(last),
+        )
 
 
 def _iso(when: float) -> str:

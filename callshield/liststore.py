@@ -37,8 +37,17 @@ class ListStore:
             cursor = self._conn.execute(
                 "INSERT INTO list_entries (action, pattern, dids, tenants, expires, note, created, source) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (spec.action.value, parse_pattern(spec.pattern).text, msgspec.json.encode(spec.dids).decode(),
-                 msgspec.json.encode(spec.tenants).decode(), expires, spec.note[:500], now, source[:64]))
+                (
+                    spec.action.value,
+                    parse_pattern(spec.pattern).text,
+                    msgspec.json.encode(spec.dids).decode(),
+                    msgspec.json.encode(spec.tenants).decode(),
+                    expires,
+                    spec.note[:500],
+                    now,
+                    source[:64],
+                ),
+            )
             sql, params = db.BUMP_GENERATION
             self._conn.executemany(sql, params)
         except BaseException:
@@ -72,11 +81,17 @@ class ListStore:
     def entries(self) -> list[ListEntry]:
         out = []
         for row in self._conn.execute(
-                "SELECT id, action, pattern, dids, tenants, expires, note, created, source FROM list_entries "
-                "ORDER BY id"):
+            "SELECT id, action, pattern, dids, tenants, expires, note, created, source FROM list_entries ORDER BY id"
+        ):
             expires = datetime.fromtimestamp(row[5], UTC) if row[5] is not None else None
-            spec = RuleSpec(action=RuleAction(row[1]), pattern=row[2], dids=tuple(msgspec.json.decode(row[3])),
-                            tenants=tuple(msgspec.json.decode(row[4])), expires=expires, note=row[6])
+            spec = RuleSpec(
+                action=RuleAction(row[1]),
+                pattern=row[2],
+                dids=tuple(msgspec.json.decode(row[3])),
+                tenants=tuple(msgspec.json.decode(row[4])),
+                expires=expires,
+                note=row[6],
+            )
             out.append(ListEntry(id=row[0], spec=spec, created=row[7], source=row[8]))
         return out
 

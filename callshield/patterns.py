@@ -69,8 +69,9 @@ class CallerWindow:
         return self.times, self.callees, self.active, self.ends, self.end_flags, self.last
 
     @classmethod
-    def from_state(cls, state: tuple[list[float], list[int], list[float], list[float], list[int], float]
-                   ) -> CallerWindow:
+    def from_state(
+        cls, state: tuple[list[float], list[int], list[float], list[float], list[int], float]
+    ) -> CallerWindow:
         window = cls()
         times, callees, active, ends, flags, last = state
         if not (len(times) == len(callees) and len(ends) == len(flags)):
@@ -98,21 +99,30 @@ class PatternFeatures:
     short: int
 
 
-NO_PATTERN = PatternFeatures(calls_1m=1, calls_1h=1, concurrent=1, fanout=1, repeat=1, sweep=1,
-                             ended=0, answered=0, short=0)
+NO_PATTERN = PatternFeatures(
+    calls_1m=1, calls_1h=1, concurrent=1, fanout=1, repeat=1, sweep=1, ended=0, answered=0, short=0
+)
 
 _STATE_TYPE = tuple[list[float], list[int], list[float], list[float], list[int], float]
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(_STATE_TYPE)
-_UPSERT_STATE = ("INSERT INTO pattern_state (caller, last, state) VALUES (?, ?, ?) "
-                 "ON CONFLICT (caller) DO UPDATE SET last = excluded.last, state = excluded.state")
+_UPSERT_STATE = (
+    "INSERT INTO pattern_state (caller, last, state) VALUES (?, ?, ?) "
+    "ON CONFLICT (caller) DO UPDATE SET last = excluded.last, state = excluded.state"
+)
 
 
 class PatternTracker:
     """Sliding windows for many callers, bounded in memory."""
 
-    def __init__(self, *, window: float = 3600.0, max_callers: int = 500_000, max_events: int = 128,
-                 open_call: float = 300.0) -> None:
+    def __init__(
+        self,
+        *,
+        window: float = 3600.0,
+        max_callers: int = 500_000,
+        max_events: int = 128,
+        open_call: float = 300.0,
+    ) -> None:
         self.window = window
         self.open_call = min(open_call, window)
         self.max_callers = max_callers
@@ -222,7 +232,9 @@ class PatternTracker:
         """Load the snapshot windows that are still inside the window; return how many were loaded."""
         cursor = conn.execute(
             "SELECT caller, state FROM (SELECT caller, last, state FROM pattern_state WHERE last >= ? "
-            "ORDER BY last DESC LIMIT ?) ORDER BY last", (now - self.window, self.max_callers))
+            "ORDER BY last DESC LIMIT ?) ORDER BY last",
+            (now - self.window, self.max_callers),
+        )
         loaded = 0
         for caller, blob in cursor:
             try:

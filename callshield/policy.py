@@ -34,9 +34,7 @@ def _over(value: float, threshold: float) -> float:
 class ExpertScorer:
     """The built-in scorer: configured points per finding (see module docstring)."""
 
-    def __init__(
-        self, scoring: ScoringConfig, patterns: PatternsConfig, reputation: ReputationConfig
-    ) -> None:
+    def __init__(self, scoring: ScoringConfig, patterns: PatternsConfig, reputation: ReputationConfig) -> None:
         self._s = scoring
         self._p = patterns
         self._r = reputation
@@ -51,12 +49,8 @@ class ExpertScorer:
                 ("neighbour", scoring.neighbour, "caller shares area code and exchange with the callee"),
             )
         )
-        self._new = Reason(
-            code="number:new", points=scoring.new_number, detail="first call seen from this number"
-        )
-        self._without_number = tuple(
-            F[n] for n in ("anonymous", "withheld", "unavailable", "invalid", "short_code")
-        )
+        self._new = Reason(code="number:new", points=scoring.new_number, detail="first call seen from this number")
+        self._without_number = tuple(F[n] for n in ("anonymous", "withheld", "unavailable", "invalid", "short_code"))
 
     def score(self, features: tuple[float, ...]) -> tuple[int, tuple[Reason, ...]]:
         found = self._number_findings(features) + self._reputation_findings(features)
@@ -131,8 +125,7 @@ class ExpertScorer:
                 Reason(
                     code="pattern:rate",
                     points=s.rate * rate,
-                    detail=f"{int(f[F['calls_1m']])} calls in a minute, {int(f[F['calls_1h']])} "
-                    "in the window",
+                    detail=f"{int(f[F['calls_1m']])} calls in a minute, {int(f[F['calls_1h']])} in the window",
                 )
             )
         for name, threshold, points, detail in (
@@ -143,11 +136,7 @@ class ExpertScorer:
         ):
             scale = _over(f[F[name]], threshold)
             if scale:
-                out.append(
-                    Reason(
-                        code=f"pattern:{name}", points=points * scale, detail=f"{int(f[F[name]])} {detail}"
-                    )
-                )
+                out.append(Reason(code=f"pattern:{name}", points=points * scale, detail=f"{int(f[F[name]])} {detail}"))
         ended = f[F["ended"]]
         if ended >= 4 and f[F["short_ratio"]] >= 0.7:
             out.append(

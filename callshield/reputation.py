@@ -123,12 +123,25 @@ class ReputationView:
     """Other bad numbers in the caller's /100 range."""
 
 
-UNKNOWN_VIEW = ReputationView(known=False, first_seen=None, last_seen=None, calls=0, reports=0.0,
-                              screen_failed=0.0, screen_passed=0.0, legit_calls=0.0, short_calls=0.0,
-                              blocks=0.0, peer_bad=0.0, range_bad_10=0, range_bad_100=0)
+UNKNOWN_VIEW = ReputationView(
+    known=False,
+    first_seen=None,
+    last_seen=None,
+    calls=0,
+    reports=0.0,
+    screen_failed=0.0,
+    screen_passed=0.0,
+    legit_calls=0.0,
+    short_calls=0.0,
+    blocks=0.0,
+    peer_bad=0.0,
+    range_bad_10=0,
+    range_bad_100=0,
+)
 
-_SELECT_BLOCK = (f"SELECT number, first_seen, last_seen, calls, {', '.join(COLUMNS)} "
-                 "FROM reputation WHERE number BETWEEN ? AND ?")
+_SELECT_BLOCK = (
+    f"SELECT number, first_seen, last_seen, calls, {', '.join(COLUMNS)} FROM reputation WHERE number BETWEEN ? AND ?"
+)
 UPSERT = (
     f"INSERT INTO reputation (number, first_seen, last_seen, calls, {', '.join(COLUMNS)}) "
     f"VALUES ({', '.join('?' * (4 + len(COLUMNS)))}) ON CONFLICT (number) DO UPDATE SET "
@@ -144,8 +157,15 @@ class ReputationStore:
     Not thread-safe: one owner (the engine) calls it; writes leave as batches via :meth:`take_writes`.
     """
 
-    def __init__(self, conn: sqlite3.Connection, *, half_life: float, now: float, cache_blocks: int = 262_144,
-                 bad_threshold: float = 1.0) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        half_life: float,
+        now: float,
+        cache_blocks: int = 262_144,
+        bad_threshold: float = 1.0,
+    ) -> None:
         if half_life <= 0:
             raise ValueError("half_life must be positive")
         self._conn = conn
@@ -170,26 +190,34 @@ class ReputationStore:
 
     def scale(self, when: float) -> float:
         """Factor that stores evidence observed at ``when``."""
-        return 2.0 ** ((when - self._epoch) / self._half_life)
+        return math.exp2((when - self._epoch) / self._half_life)
 
     def _prepare_epoch(self, now: float) -> float:
         stored_epoch = db.get_meta(self._conn, "decay_epoch")
         stored_half_life = db.get_meta(self._conn, "decay_half_life")
         if stored_epoch is None or stored_half_life is None:
-            db.apply(self._conn, [db.set_meta_statement("decay_epoch", repr(now)),
-                                  db.set_meta_statement("decay_half_life", repr(self._half_life))])
+            db.apply(
+                self._conn,
+                [
+                    db.set_meta_statement("decay_epoch", repr(now)),
+                    db.set_meta_statement("decay_half_life", repr(self._half_life)),
+                ],
+            )
             return now
         epoch, half_life = float(stored_epoch), float(stored_half_life)
         if half_life == self._half_life and (now - epoch) / half_life < REBASE_AFTER_HALF_LIVES:
             return epoch
         # Rebase: turn stored values into values at `now` under the old half-life; `now` is the new epoch.
-        factor = 2.0 ** (-(now - epoch) / half_life)
+        factor = math.exp2(-(now - epoch) / half_life)
         sets = ", ".join(f"{c} = {c} * ?" for c in COLUMNS)
-        db.apply(self._conn, [
-            (f"UPDATE reputation SET {sets}", [(factor,) * len(COLUMNS)]),
-            db.set_meta_statement("decay_epoch", repr(now)),
-            db.set_meta_statement("decay_half_life", repr(self._half_life)),
-        ])
+        db.apply(
+            self._conn,
+            [
+                (f"UPDATE reputation SET {sets}", [(factor,) * len(COLUMNS)]),
+                db.set_meta_statement("decay_epoch", repr(now)),
+                db.set_meta_statement("decay_half_life", repr(self._half_life)),
+            ],
+        )
         return now
 
     # --- reads ----------------------------------------------------------------------------------
@@ -228,7 +256,7 @@ class ReputationStore:
     def view(self, number: int, now: float) -> ReputationView:
         """Decayed reputation of ``number`` at ``now``, with range heat."""
         rows = self._block(number // BLOCK)
-        decay = 2.0 ** (-(now - self._epoch) / self._half_life)
+        decay = math.exp2(-(now - self._epoch) / self._half_life)
         threshold = self._bad_threshold / decay
         bad_10 = bad_100 = 0
         decade = number // 10
@@ -241,16 +269,36 @@ class ReputationStore:
         if row is None:
             if bad_100 == 0:
                 return UNKNOWN_VIEW
-            return ReputationView(known=False, first_seen=None, last_seen=None, calls=0, reports=0.0,
-                                  screen_failed=0.0, screen_passed=0.0, legit_calls=0.0, short_calls=0.0,
-                                  blocks=0.0, peer_bad=0.0, range_bad_10=bad_10, range_bad_100=bad_100)
+            return ReputationView(
+                known=False,
+                first_seen=None,
+                last_seen=None,
+                calls=0,
+                reports=0.0,
+                screen_failed=0.0,
+                screen_passed=0.0,
+                legit_calls=0.0,
+                short_calls=0.0,
+                blocks=0.0,
+                peer_bad=0.0,
+                range_bad_10=bad_10,
+                range_bad_100=bad_100,
+            )
         v = row.values
         return ReputationView(
-            known=True, first_seen=row.first_seen, last_seen=row.last_seen, calls=row.calls,
-            reports=v[REPORTS] * decay, screen_failed=v[SCREEN_FAILED] * decay,
-            screen_passed=v[SCREEN_PASSED] * decay, legit_calls=v[LEGIT_CALLS] * decay,
-            short_calls=v[SHORT_CALLS] * decay, blocks=v[BLOCKS] * decay, peer_bad=v[PEER_BAD] * decay,
-            range_bad_10=bad_10, range_bad_100=bad_100,
+            known=True,
+            first_seen=row.first_seen,
+            last_seen=row.last_seen,
+            calls=row.calls,
+            reports=v[REPORTS] * decay,
+            screen_failed=v[SCREEN_FAILED] * decay,
+            screen_passed=v[SCREEN_PASSED] * decay,
+            legit_calls=v[LEGIT_CALLS] * decay,
+            short_calls=v[SHORT_CALLS] * decay,
+            blocks=v[BLOCKS] * decay,
+            peer_bad=v[PEER_BAD] * decay,
+            range_bad_10=bad_10,
+            range_bad_100=bad_100,
         )
 
     # --- writes ---------------------------------------------------------------------------------
@@ -276,8 +324,17 @@ class ReputationStore:
             target.first_seen = min(target.first_seen, when)
             target.last_seen = max(target.last_seen, when)
 
-    def add_evidence(self, number: int, kind: EvidenceKind, when: float, *, weight: float | None = None,
-                     source: str = "local", note: str = "", log: bool = False) -> None:
+    def add_evidence(
+        self,
+        number: int,
+        kind: EvidenceKind,
+        when: float,
+        *,
+        weight: float | None = None,
+        source: str = "local",
+        note: str = "",
+        log: bool = False,
+    ) -> None:
         """Add evidence about ``number`` observed at ``when`` (``log``: also keep it for ``explain``)."""
         amount = DEFAULT_WEIGHT.get(kind, 1.0) if weight is None else weight
         if not math.isfinite(amount):
@@ -321,7 +378,7 @@ class ReputationStore:
                     else:
                         pending[delta.number] = delta
             elif sql == INSERT_EVIDENCE:
-                self._pending_evidence[:0] = [tuple(r) for r in params]  # type: ignore[misc]
+                self._pending_evidence[:0] = [tuple(r) for r in params]
 
     @staticmethod
     def _row_params(delta: Row) -> tuple[float | int, ...]:
@@ -341,19 +398,33 @@ class ReputationStore:
         """Logged evidence events of ``number``, newest first (committed ones only)."""
         cursor = self._conn.execute(
             "SELECT ts, kind, weight, source, note FROM evidence WHERE number = ? ORDER BY ts DESC LIMIT ?",
-            (number, limit))
-        return [tuple(r) for r in cursor]  # type: ignore[misc]
+            (number, limit),
+        )
+        return [tuple(r) for r in cursor]
 
     def iter_decayed(self, now: float) -> Iterator[tuple[int, float, float, ReputationView]]:
         """Every committed number as (number, first_seen, last_seen, view without range heat)."""
-        decay = 2.0 ** (-(now - self._epoch) / self._half_life)
+        decay = math.exp2(-(now - self._epoch) / self._half_life)
         cursor = self._conn.execute(
-            f"SELECT number, first_seen, last_seen, calls, {', '.join(COLUMNS)} FROM reputation ORDER BY number")
+            f"SELECT number, first_seen, last_seen, calls, {', '.join(COLUMNS)} FROM reputation ORDER BY number"
+        )
         for rec in cursor:
             v = [x * decay for x in rec[4:]]
-            view = ReputationView(known=True, first_seen=rec[1], last_seen=rec[2], calls=rec[3], reports=v[0],
-                                  screen_failed=v[1], screen_passed=v[2], legit_calls=v[3], short_calls=v[4],
-                                  blocks=v[5], peer_bad=v[6], range_bad_10=0, range_bad_100=0)
+            view = ReputationView(
+                known=True,
+                first_seen=rec[1],
+                last_seen=rec[2],
+                calls=rec[3],
+                reports=v[0],
+                screen_failed=v[1],
+                screen_passed=v[2],
+                legit_calls=v[3],
+                short_calls=v[4],
+                blocks=v[5],
+                peer_bad=v[6],
+                range_bad_10=0,
+                range_bad_100=0,
+            )
             yield rec[0], rec[1], rec[2], view
 
     def count(self) -> int:

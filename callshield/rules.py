@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -230,7 +230,7 @@ class Rule:
     def compile(cls, spec: RuleSpec, *, source: str) -> Rule:
         expires_at = None
         if spec.expires is not None:
-            when = spec.expires if spec.expires.tzinfo else spec.expires.replace(tzinfo=timezone.utc)
+            when = spec.expires if spec.expires.tzinfo else spec.expires.replace(tzinfo=UTC)
             expires_at = when.timestamp()
         return cls(
             spec=spec,

@@ -95,8 +95,8 @@ class DecisionEngine(Protocol):
         """The verdict for one call: synchronous, fast (~50 µs), never raises for bad input."""
         ...
 
-    def feedback(self, outcome: CallOutcome) -> None:
-        """Learn how a decided call ended (synchronous)."""
+    def feedback(self, outcome: CallOutcome) -> object:
+        """Learn how a decided call ended (synchronous; the result is ignored)."""
         ...
 
 
@@ -310,11 +310,7 @@ class _Session:
                 verdict = self._decide(call_from_header(header.variables))
                 if loop.time() >= deadline:  # decide() is synchronous: it cannot be interrupted
                     raise TimeoutError
-                if verdict is None:
-                    variables = _fail_open_variables("error")
-                else:
-                    variables = verdict_variables(verdict, cause_default=self._settings.cause_default)
-                completed = await self._set_variables(variables)
+                completed = await self._set_variables(self._variables_for(verdict))
         except TimeoutError:
             if loop.time() < deadline:
                 raise  # a reply was late (command_timeout < decision_timeout): the peer is stuck
@@ -336,7 +332,7 @@ class _Session:
         outcome, junk = outcome_from_args(header.args)
         if junk:
             self._stats.feedback_junk += 1
-            logger.info("hangup feedback with malformed fields: %r", header.args[:4])
+            logger.debug("hangup feedback with malformed fields: %r", header.args[:4])
         if outcome is None:
             self._stats.feedback_without_id += 1
             return
@@ -374,6 +370,11 @@ class _Session:
             return None
         self._stats.decisions += 1
         return verdict
+
+    def _variables_for(self, verdict: Verdict | None) -> tuple[tuple[str, str], ...]:
+        if verdict is None:
+            return _fail_open_variables("error")
+        return verdict_variables(verdict, cause_default=self._settings.cause_default)
 
     async def _fail_open(self, reason: str) -> None:
         """Leave the call connecting: let the outstanding command finish (AGI has no pipelining),

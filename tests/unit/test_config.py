@@ -23,19 +23,33 @@ def test_no_file_means_working_defaults(monkeypatch: pytest.MonkeyPatch) -> None
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("[policy]\nscreen_at = 90\nblock_at = 80\n", "cs.toml:1: policy: screen_at (90) must not be above block_at"),
-        ("[node]\nname = 'a'\n\n[policy]\nbogus = 1\n", "cs.toml:5: policy.bogus: Object contains unknown field"),
+        (
+            "[policy]\nscreen_at = 90\nblock_at = 80\n",
+            "cs.toml:1: policy: screen_at (90) must not be above block_at",
+        ),
+        (
+            "[node]\nname = 'a'\n\n[policy]\nbogus = 1\n",
+            "cs.toml:5: policy.bogus: Object contains unknown field",
+        ),
         ("[agi]\nport = 'x'\n", "cs.toml:2: agi.port: Expected `int`, got `str`"),
         ("[reputation]\nhalf_life = '3 weeks'\n", "cs.toml:2: reputation.half_life: expected a duration"),
-        ("[[rules]]\naction = 'deny'\npattern = '+1*'\n\n[[rules]]\naction = 'allow'\npattern = '4155550123'\n",
-         "cs.toml:5: rules[1]: pattern '4155550123': write numbers in E.164 form"),
-        ("[[rules]]\naction = 'block'\npattern = '+1*'\n", "cs.toml:2: rules[0].action: Invalid enum value 'block'"),
+        (
+            "[[rules]]\naction = 'deny'\npattern = '+1*'\n\n[[rules]]\naction = 'allow'\npattern = '4155550123'\n",
+            "cs.toml:5: rules[1]: pattern '4155550123': write numbers in E.164 form",
+        ),
+        (
+            "[[rules]]\naction = 'block'\npattern = '+1*'\n",
+            "cs.toml:2: rules[0].action: Invalid enum value 'block'",
+        ),
         ("[node]\ndefault_region = 'XX'\n", "cs.toml:1: node: unknown region 'XX'"),
         ("[safety]\nemergency = false\n", "cannot be turned off"),
         ("[policy]\nmode = 'monitor'\n", "policy.mode"),
         ("x = [", "cs.toml: not valid TOML"),
         ("surprise = 1\n", "cs.toml:1: surprise: Object contains unknown field"),
-        ("[[numbering]]\nregion = 'GB'\n", "numbering[0]: a numbering override needs a trunk or a did pattern"),
+        (
+            "[[numbering]]\nregion = 'GB'\n",
+            "numbering[0]: a numbering override needs a trunk or a did pattern",
+        ),
     ],
 )
 def test_errors_name_key_and_line(text: str, expected: str) -> None:
@@ -44,8 +58,19 @@ def test_errors_name_key_and_line(text: str, expected: str) -> None:
     assert expected in str(info.value)
 
 
-@pytest.mark.parametrize(("value", "seconds"), [(30, 30.0), (1.5, 1.5), ("300ms", 0.3), ("90s", 90.0), ("5m", 300.0),
-                                                 ("24h", 86400.0), ("30d", 2592000.0), ("45", 45.0)])
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        (30, 30.0),
+        (1.5, 1.5),
+        ("300ms", 0.3),
+        ("90s", 90.0),
+        ("5m", 300.0),
+        ("24h", 86400.0),
+        ("30d", 2592000.0),
+        ("45", 45.0),
+    ],
+)
 def test_durations(value: object, seconds: float) -> None:
     assert parse_duration(value) == pytest.approx(seconds)
 

@@ -30,23 +30,73 @@ cause = 17
 
 # (description, setup reports, caller, callee, expected action, expected primary reason)
 PRECEDENCE = [
-    ("safety: emergency callee beats a deny rule", 0, "+14155550199", "911", Action.CONNECT, "safety:emergency"),
-    ("safety: critical caller beats everything", 5, "+18005550100", "+13125550100", Action.CONNECT, "safety:critical"),
-    ("rule: exact allow beats prefix deny", 0, "+14155550123", "+13125550100", Action.CONNECT, "allowlist:exact"),
-    ("rule: local allow beats any score", 10, "+14155550123", "+13125550100", Action.CONNECT, "allowlist:exact"),
+    (
+        "safety: emergency callee beats a deny rule",
+        0,
+        "+14155550199",
+        "911",
+        Action.CONNECT,
+        "safety:emergency",
+    ),
+    (
+        "safety: critical caller beats everything",
+        5,
+        "+18005550100",
+        "+13125550100",
+        Action.CONNECT,
+        "safety:critical",
+    ),
+    (
+        "rule: exact allow beats prefix deny",
+        0,
+        "+14155550123",
+        "+13125550100",
+        Action.CONNECT,
+        "allowlist:exact",
+    ),
+    (
+        "rule: local allow beats any score",
+        10,
+        "+14155550123",
+        "+13125550100",
+        Action.CONNECT,
+        "allowlist:exact",
+    ),
     ("rule: prefix deny", 0, "+14155550199", "+13125550100", Action.BLOCK, "denylist:prefix"),
-    ("rule: DID-scoped deny applies to its DID", 0, "+12125550111", "+13125550100", Action.BLOCK, "denylist:prefix"),
-    ("rule: DID-scoped deny ignores other DIDs", 0, "+12125550111", "+13125550199", Action.CONNECT, "number:new"),
+    (
+        "rule: DID-scoped deny applies to its DID",
+        0,
+        "+12125550111",
+        "+13125550100",
+        Action.BLOCK,
+        "denylist:prefix",
+    ),
+    (
+        "rule: DID-scoped deny ignores other DIDs",
+        0,
+        "+12125550111",
+        "+13125550199",
+        Action.CONNECT,
+        "number:new",
+    ),
     ("score: reports block", 4, "+17185550123", "+13125550100", Action.BLOCK, "reputation:reports"),
     ("score: fewer reports screen", 1.5, "+17185550123", "+13125550100", Action.SCREEN, "reputation:reports"),
     ("score: clean new number connects", 0, "+17185550123", "+13125550100", Action.CONNECT, "number:new"),
 ]
 
 
-@pytest.mark.parametrize(("why", "reports", "caller", "callee", "action", "reason"), PRECEDENCE,
-                         ids=[p[0] for p in PRECEDENCE])
-def test_precedence(make_firewall: FirewallFactory, why: str, reports: float, caller: str, callee: str,
-                    action: Action, reason: str) -> None:
+@pytest.mark.parametrize(
+    ("why", "reports", "caller", "callee", "action", "reason"), PRECEDENCE, ids=[p[0] for p in PRECEDENCE]
+)
+def test_precedence(
+    make_firewall: FirewallFactory,
+    why: str,
+    reports: float,
+    caller: str,
+    callee: str,
+    action: Action,
+    reason: str,
+) -> None:
     fw = make_firewall(RULES)
     if reports:
         fw.report(caller, weight=reports)
@@ -206,10 +256,24 @@ def test_region_override_by_trunk(make_firewall: FirewallFactory) -> None:
     assert via_011.caller == "+442079460958"
 
 
-@pytest.mark.parametrize("raw", [
-    "", "unknown", "anonymous", "Restricted", "WIRELESS CALLER", "__________", "'; DROP TABLE reputation; --",
-    "$(rm -rf /)", "\x00\x01\x02", "\ud800", "+" + "9" * 40, "x" * 1_000_000, "sip:+14155550123@host;user=phone",
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        "unknown",
+        "anonymous",
+        "Restricted",
+        "WIRELESS CALLER",
+        "__________",
+        "'; DROP TABLE reputation; --",
+        "$(rm -rf /)",
+        "\x00\x01\x02",
+        "\ud800",
+        "+" + "9" * 40,
+        "x" * 1_000_000,
+        "sip:+14155550123@host;user=phone",
+    ],
+)
 def test_hostile_caller_ids_get_a_verdict_and_store_nothing_bad(make_firewall: FirewallFactory, raw: str) -> None:
     fw = make_firewall("")
     verdict = fw.decide(Call(caller=raw, callee=raw[:100]))

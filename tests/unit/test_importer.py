@@ -31,15 +31,15 @@ def run(path: Path, file: Path, fmt: str = "ftc", **kw: object) -> object:
 JUNK_FTC = (
     "complaint_date,company_phone_number,consumer_area_code\n"
     "2026-11-01,8883171559,415\n"
-    "2026-11-02,8883171559,415\n"          # same number again: one number, two complaints
+    "2026-11-02,8883171559,415\n"  # same number again: one number, two complaints
     "2026-11-02,(503) 760-2104,971\n"
-    "2026-11-03,__________,415\n"          # junk
-    "2026-11-03,,415\n"                    # empty
-    "2026-11-03,5551234,415\n"             # 7 digits
-    "not-a-date,8042444957,804\n"          # bad date
-    "2026-11-03,8042444957\n"              # wrong column count
-    "2026-11-03,\"804\x00244\",804\n"      # NUL inside
-    "2026-11-03,+442079460958,\n"          # foreign E.164, empty area code is fine
+    "2026-11-03,__________,415\n"  # junk
+    "2026-11-03,,415\n"  # empty
+    "2026-11-03,5551234,415\n"  # 7 digits
+    "not-a-date,8042444957,804\n"  # bad date
+    "2026-11-03,8042444957\n"  # wrong column count
+    '2026-11-03,"804\x00244",804\n'  # NUL inside
+    "2026-11-03,+442079460958,\n"  # foreign E.164, empty area code is fine
     "2026-11-04,'; DROP TABLE reputation;--,1\n"
 )
 
@@ -62,16 +62,21 @@ def test_ftc_rows_are_counted_by_reason(tmp_path: Path) -> None:
 
 def test_gzip_and_invalid_utf8(tmp_path: Path) -> None:
     file = tmp_path / "ftc.csv.gz"
-    file.write_bytes(gzip.compress(b"complaint_date,company_phone_number,consumer_area_code\n"
-                                   b"2026-11-01,8883171559,415\n2026-11-01,88\xff\xfe31,415\n"))
+    file.write_bytes(
+        gzip.compress(
+            b"complaint_date,company_phone_number,consumer_area_code\n"
+            b"2026-11-01,8883171559,415\n2026-11-01,88\xff\xfe31,415\n"
+        )
+    )
     result = run(tmp_path / "db", file)
     assert (result.rows, result.accepted) == (2, 1)  # type: ignore[attr-defined]
 
 
 def test_list_format(tmp_path: Path) -> None:
     file = tmp_path / "list.txt"
-    file.write_text("# my blocklist\n+14155550123\n\n(212) 555-0199, robocaller\njunk\n4155550123 # dup\n"
-                    + "9" * 5000 + "\n")
+    file.write_text(
+        "# my blocklist\n+14155550123\n\n(212) 555-0199, robocaller\njunk\n4155550123 # dup\n" + "9" * 5000 + "\n"
+    )
     result = run(tmp_path / "db", file, fmt="list")
     assert (result.rows, result.accepted, result.numbers) == (5, 3, 2)  # type: ignore[attr-defined]
     assert dict(result.rejected) == {"not_a_number": 1, "line_too_long": 1}  # type: ignore[attr-defined]

@@ -40,7 +40,17 @@ def test_pattern_grammar(text: str, kind: PatternKind, literal_digits: int) -> N
 
 @pytest.mark.parametrize(
     "text",
-    ["4155550123", "+1415*555", "+1415[5", "+1415[a-z]", "abc", "+" + "1" * 16, "+1415555*;DROP TABLE", "x" * 100, ""],
+    [
+        "4155550123",
+        "+1415*555",
+        "+1415[5",
+        "+1415[a-z]",
+        "abc",
+        "+" + "1" * 16,
+        "+1415555*;DROP TABLE",
+        "x" * 100,
+        "",
+    ],
 )
 def test_bad_patterns_are_rejected(text: str) -> None:
     with pytest.raises(RuleError):
@@ -57,8 +67,18 @@ def test_wildcard_matches_digits_only() -> None:
 # The precedence table: (rules, caller, callee, expected winner source or None)
 PRECEDENCE = [
     # exact beats a longer-or-equal prefix, whatever the action
-    ([("deny", "+1415555*", "prefix-deny"), ("allow", "+14155550123", "exact-allow")], "+14155550123", "", "exact-allow"),
-    ([("allow", "+1415555*", "prefix-allow"), ("deny", "+14155550123", "exact-deny")], "+14155550123", "", "exact-deny"),
+    (
+        [("deny", "+1415555*", "prefix-deny"), ("allow", "+14155550123", "exact-allow")],
+        "+14155550123",
+        "",
+        "exact-allow",
+    ),
+    (
+        [("allow", "+1415555*", "prefix-allow"), ("deny", "+14155550123", "exact-deny")],
+        "+14155550123",
+        "",
+        "exact-deny",
+    ),
     # a longer prefix beats a shorter one
     ([("deny", "+1415*", "short"), ("allow", "+1415555*", "long")], "+14155550123", "", "long"),
     ([("allow", "+1415*", "short"), ("deny", "+1415555*", "long")], "+14155550123", "", "long"),
@@ -69,28 +89,69 @@ PRECEDENCE = [
     ([("deny", "*", "all"), ("allow", "anonymous", "anon")], "anonymous", "", "anon"),
     ([("deny", "anonymous", "anon")], "Restricted", "", None),
     # same pattern: DID-scoped beats global
-    ([("deny", "+1415555*", "global"), ("allow", "+1415555*", "did", {"dids": ("+12125550100",)})],
-     "+14155550123", "+12125550100", "did"),
-    ([("deny", "+1415555*", "global"), ("allow", "+1415555*", "did", {"dids": ("+12125550100",)})],
-     "+14155550123", "+12125550199", "global"),
+    (
+        [("deny", "+1415555*", "global"), ("allow", "+1415555*", "did", {"dids": ("+12125550100",)})],
+        "+14155550123",
+        "+12125550100",
+        "did",
+    ),
+    (
+        [("deny", "+1415555*", "global"), ("allow", "+1415555*", "did", {"dids": ("+12125550100",)})],
+        "+14155550123",
+        "+12125550199",
+        "global",
+    ),
     # DID patterns scope too
-    ([("deny", "+1415555*", "did-range", {"dids": ("+1212555*",)})], "+14155550123", "+12125550150", "did-range"),
+    (
+        [("deny", "+1415555*", "did-range", {"dids": ("+1212555*",)})],
+        "+14155550123",
+        "+12125550150",
+        "did-range",
+    ),
     # tenant scope beats global
-    ([("allow", "+1415555*", "global"), ("deny", "+1415555*", "tenant", {"tenants": ("acme",)})],
-     "+14155550123", "", "tenant"),
+    (
+        [("allow", "+1415555*", "global"), ("deny", "+1415555*", "tenant", {"tenants": ("acme",)})],
+        "+14155550123",
+        "",
+        "tenant",
+    ),
     # full tie: allow wins
     ([("deny", "+1415555*", "deny"), ("allow", "+1415555*", "allow")], "+14155550123", "", "allow"),
     ([("allow", "+1415555*", "allow"), ("deny", "+1415555*", "deny")], "+14155550123", "", "allow"),
     # a windowed rule beats an unwindowed one in its window, and is absent outside it
-    ([("allow", "*", "always"), ("deny", "*", "office", {"hours": "09:00-17:00", "timezone": "America/New_York"})],
-     "+14155550123", "", "office"),
-    ([("allow", "*", "always"), ("deny", "*", "night", {"hours": "18:00-08:00", "timezone": "America/New_York"})],
-     "+14155550123", "", "always"),
+    (
+        [
+            ("allow", "*", "always"),
+            ("deny", "*", "office", {"hours": "09:00-17:00", "timezone": "America/New_York"}),
+        ],
+        "+14155550123",
+        "",
+        "office",
+    ),
+    (
+        [
+            ("allow", "*", "always"),
+            ("deny", "*", "night", {"hours": "18:00-08:00", "timezone": "America/New_York"}),
+        ],
+        "+14155550123",
+        "",
+        "always",
+    ),
     ([("deny", "*", "weekend", {"days": ("sat", "sun")})], "+14155550123", "", None),
     ([("deny", "*", "wednesday", {"days": ("wed",)})], "+14155550123", "", "wednesday"),
     # expired rules never match
-    ([("deny", "+14155550123", "expired", {"expires": datetime(2026, 1, 1, tzinfo=UTC)})], "+14155550123", "", None),
-    ([("deny", "+14155550123", "future", {"expires": datetime(2027, 1, 1, tzinfo=UTC)})], "+14155550123", "", "future"),
+    (
+        [("deny", "+14155550123", "expired", {"expires": datetime(2026, 1, 1, tzinfo=UTC)})],
+        "+14155550123",
+        "",
+        None,
+    ),
+    (
+        [("deny", "+14155550123", "future", {"expires": datetime(2027, 1, 1, tzinfo=UTC)})],
+        "+14155550123",
+        "",
+        "future",
+    ),
     # no rule for other numbers
     ([("deny", "+1415555*", "p")], "+12125550123", "", None),
 ]
@@ -100,8 +161,12 @@ PRECEDENCE = [
 def test_precedence(rules: list[tuple[object, ...]], caller: str, callee: str, winner: str | None) -> None:
     compiled = [rule(str(r[0]), str(r[1]), str(r[2]), **(r[3] if len(r) > 3 else {})) for r in rules]  # type: ignore[arg-type]
     for order in (compiled, list(reversed(compiled))):  # the order of the rules never matters
-        found = RuleSet(order).match(NORMALIZER.normalize(caller), callee=NORMALIZER.normalize(callee).e164 if callee else None,
-                                     tenant="acme" if any("tenant" == r[2] for r in rules) else "", when=WED_15_UTC)
+        found = RuleSet(order).match(
+            NORMALIZER.normalize(caller),
+            callee=NORMALIZER.normalize(callee).e164 if callee else None,
+            tenant="acme" if any(r[2] == "tenant" for r in rules) else "",
+            when=WED_15_UTC,
+        )
         assert (found.source if found else None) == winner
 
 
@@ -124,7 +189,13 @@ def test_conflicts_are_reported() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("days", ("funday",)), ("hours", "9-5"), ("timezone", "Mars/Olympus"), ("cause", 500), ("dids", ("12345",))],
+    [
+        ("days", ("funday",)),
+        ("hours", "9-5"),
+        ("timezone", "Mars/Olympus"),
+        ("cause", 500),
+        ("dids", ("12345",)),
+    ],
 )
 def test_spec_validation(field: str, value: object) -> None:
     with pytest.raises(ValueError):
