@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
+from array import array
 from dataclasses import dataclass
+from random import getrandbits as _random_bits
 from typing import Any
 
 import msgspec
@@ -17,12 +19,24 @@ INSERT_DECISION = (
 )
 UPDATE_OUTCOME = "UPDATE decisions SET ended = ?, dialstatus = ?, billsec = ?, hangup_cause = ? WHERE id = ?"
 UPDATE_SCREEN = "UPDATE decisions SET screen = ?, action = ? WHERE id = ?"
+NOTABLE = "action != 'connect' OR decided != 'connect' OR score >= 20"
+"""Decisions indexed by caller (the partial index in db.py has the same condition)."""
 _COLUMNS = (
     "id, ts, caller, callee, action, decided, score, reason, reasons, features, mode, channel, "
     "ended, dialstatus, billsec, hangup_cause, screen"
 )
 
 _json = msgspec.json.Encoder()
+
+
+def decision_id(now: float) -> str:
+    """Unique and time-ordered: milliseconds in hex, then random bits, so audit inserts append."""
+    return f"{max(0, int(now * 1000)):012x}{_random_bits(32):08x}"
+
+
+def id_floor(when: float) -> str:
+    """The smallest decision id of time ``when`` (ids compare like their times)."""
+    return f"{max(0, int(when * 1000)):012x}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +65,7 @@ class DecisionRecord:
     def from_row(cls, row: tuple[Any, ...]) -> DecisionRecord:
         values = list(row)
         values[8] = msgspec.json.decode(values[8])
-        values[9] = msgspec.json.decode(values[9])
+        values[9] = array("f", values[9]).tolist()
         return cls(*values)
 
 
@@ -78,7 +92,7 @@ class AuditLog:
             verdict.score,
             verdict.reason,
             _json.encode(verdict.reasons),
-            _json.encode(verdict.features),
+            array("f", verdict.features).tobytes(),
             verdict.mode.value,
             channel[:128],
         )
@@ -122,7 +136,7 @@ class AuditLog:
 
     @staticmethod
     def prune_statement(before: float) -> db.Statement:
-        return ("DELETE FROM decisions WHERE ts < ?", [(before,)])
+        return ("DELETE FROM decisions WHERE id < ?", [(id_floor(before),)])
 
     # --- queries --------------------------------------------------------------------------------
 
@@ -130,32 +144,42 @@ class AuditLog:
         row = self._conn.execute(f"SELECT {_COLUMNS} FROM decisions WHERE id = ?", (decision_id,)).fetchone()
         return None if row is None else DecisionRecord.from_row(row)
 
-    def for_caller(self, caller: str, limit: int = 20) -> list[DecisionRecord]:
+    def for_caller(self, caller: str, limit: int = 20, *, plain_since: float | None = None) -> list[DecisionRecord]:
+        """The caller's notable decisions (all but low-risk connects), newest first; with
+        ``plain_since``, also every decision since then (a scan of that period)."""
         cursor = self._conn.execute(
-            f"SELECT {_COLUMNS} FROM decisions WHERE caller = ? ORDER BY ts DESC LIMIT ?", (caller, limit)
+            f"SELECT {_COLUMNS} FROM decisions WHERE caller = ? AND ({NOTABLE}) ORDER BY id DESC LIMIT ?",
+            (caller, limit),
         )
-        return [DecisionRecord.from_row(r) for r in cursor]
+        found = {r[0]: DecisionRecord.from_row(r) for r in cursor}
+        if plain_since is not None:
+            cursor = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM decisions WHERE id >= ? AND caller = ? ORDER BY id DESC LIMIT ?",
+                (id_floor(plain_since), caller, limit),
+            )
+            found.update((r[0], DecisionRecord.from_row(r)) for r in cursor)
+        return sorted(found.values(), key=lambda d: d.id, reverse=True)[:limit]
 
     def recent(self, limit: int = 50, *, action: str | None = None) -> list[DecisionRecord]:
         if action:
             cursor = self._conn.execute(
-                f"SELECT {_COLUMNS} FROM decisions WHERE action = ? ORDER BY ts DESC LIMIT ?", (action, limit)
+                f"SELECT {_COLUMNS} FROM decisions WHERE action = ? ORDER BY id DESC LIMIT ?", (action, limit)
             )
         else:
-            cursor = self._conn.execute(f"SELECT {_COLUMNS} FROM decisions ORDER BY ts DESC LIMIT ?", (limit,))
+            cursor = self._conn.execute(f"SELECT {_COLUMNS} FROM decisions ORDER BY id DESC LIMIT ?", (limit,))
         return [DecisionRecord.from_row(r) for r in cursor]
 
     def counts(self, since: float) -> dict[str, dict[str, int]]:
         """Decisions since ``since`` by action and by primary reason."""
         by_action = dict(
             self._conn.execute(
-                "SELECT action, count(*) FROM decisions WHERE ts >= ? GROUP BY action", (since,)
+                "SELECT action, count(*) FROM decisions WHERE id >= ? GROUP BY action", (id_floor(since),)
             ).fetchall()
         )
         by_reason = dict(
             self._conn.execute(
-                "SELECT reason, count(*) FROM decisions WHERE ts >= ? GROUP BY reason ORDER BY 2 DESC LIMIT 20",
-                (since,),
+                "SELECT reason, count(*) FROM decisions WHERE id >= ? GROUP BY reason ORDER BY 2 DESC LIMIT 20",
+                (id_floor(since),),
             ).fetchall()
         )
         return {"action": by_action, "reason": by_reason}

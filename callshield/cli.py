@@ -137,12 +137,25 @@ def check(state: State, number: str, did: str, trunk: str, as_json: bool) -> Non
 @click.argument("number")
 @click.option("--did", default="", help="Explain a call to this DID.")
 @click.option("--limit", default=20, show_default=True, help="History entries to show.")
+@click.option(
+    "--all",
+    "all_days",
+    type=float,
+    default=None,
+    metavar="DAYS",
+    help="Also list plain low-risk connects of the last DAYS days (scans that period).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_state
-def explain_command(state: State, number: str, did: str, limit: int, as_json: bool) -> None:
-    """Everything known about NUMBER, and why each verdict was given."""
+def explain_command(state: State, number: str, did: str, limit: int, all_days: float | None, as_json: bool) -> None:
+    """Everything known about NUMBER, and why each verdict was given.
+
+    Lists every notable decision (blocks, screens, connects with a risk score of 20 or more);
+    plain connects are counted in the history line, and listed with --all DAYS.
+    """
+    since = time.time() - all_days * 86400 if all_days is not None else None
     with state.firewall() as fw:
-        data = explain(fw, number, callee=did, limit=limit)
+        data = explain(fw, number, callee=did, limit=limit, all_since=since)
     if as_json:
         _print_json(data)
         return

@@ -16,23 +16,22 @@ server's writer task). Time comes only from the injected clock or the call itsel
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 import zlib
-from collections import Counter
-from dataclasses import dataclass
+from collections import Counter, OrderedDict
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import phonenumbers
 
 from callshield import db
-from callshield.audit import AuditLog
+from callshield.audit import AuditLog, decision_id
 from callshield.clock import Clock, SystemClock
 from callshield.config import Config, NumberingConfig
 from callshield.features import feature_vector
 from callshield.liststore import ListStore
-from callshield.numbers import Normalizer, NumberInfo
+from callshield.numbers import Normalizer, NumberInfo, NumberKind
 from callshield.patterns import NO_CALLEE, NO_PATTERN, PatternTracker
 from callshield.policy import ExpertScorer, Scorer, action_for
 from callshield.reputation import UNKNOWN_VIEW, EvidenceKind, ReputationStore
@@ -44,10 +43,12 @@ log = logging.getLogger(__name__)
 RECENT_DECISIONS = 200_000
 """Decisions remembered in memory for the hangup feedback (older ones are looked up in the audit log)."""
 _SCREEN_WEIGHT = {ScreenResult.FAILED: 1.0, ScreenResult.TIMEOUT: 0.5}
+# Enum member lookups cost ~2 µs each on Python 3.11: the decision path reads these instead.
+_CONNECT, _BLOCK, _ENFORCE, _ALLOW = Action.CONNECT, Action.BLOCK, Mode.ENFORCE, RuleAction.ALLOW
+_NUMBER, _SHORT_CODE = NumberKind.NUMBER, NumberKind.SHORT_CODE
 
 
-@dataclass(frozen=True, slots=True)
-class _Recent:
+class _Recent(msgspec.Struct, frozen=True, gc=False):
     caller_key: int | None
     callee: str
     decided_at: float
@@ -91,12 +92,13 @@ class Firewall:
         )
         self.patterns.restore(conn, now)
         self._custom_scorer = scorer
-        self._recent: dict[str, _Recent] = {}
+        self._recent: OrderedDict[str, _Recent] = OrderedDict()
         self._passes: dict[tuple[int, str], float] = {}
         self._pass_writes: list[tuple[int, str, float]] = []
         self._retry: list[db.Statement] = []
         self._last_snapshot = now
         self.counters: Counter[str] = Counter()
+        """Decisions by action (keyed by the Action itself) and event counts by name."""
         self._generation = db.generation(conn)
         self.apply_config(config)
         self._load_passes(now)
@@ -187,8 +189,8 @@ class Firewall:
         )
         mode = self._config.policy.mode
         verdict = Verdict(
-            id=os.urandom(8).hex(),
-            action=decided if mode is Mode.ENFORCE else Action.CONNECT,
+            id=decision_id(now),
+            action=decided if mode is _ENFORCE else _CONNECT,
             decided=decided,
             score=score,
             reason=reasons[0].code if reasons else "clean",
@@ -218,7 +220,7 @@ class Firewall:
         cause = self._config.policy.block_cause
         safety = self._safety(call, caller, callee)
         if safety is not None:
-            return Action.CONNECT, 0, (safety, *findings), cause
+            return _CONNECT, 0, (safety, *findings), cause
         rule = self.rules.match(caller, callee=callee.e164 if callee else None, tenant=tenant, when=now)
         if rule is not None:
             why = Reason(
@@ -227,20 +229,22 @@ class Firewall:
                 detail=f"{rule.spec.action.value} {rule.pattern.text} ({rule.source}"
                 f"{': ' + rule.spec.note if rule.spec.note else ''})",
             )
-            if rule.action is RuleAction.ALLOW:
-                return Action.CONNECT, 0, (why, *findings), cause
-            return Action.BLOCK, 100, (why, *findings), rule.spec.cause or cause
+            if rule.action is _ALLOW:
+                return _CONNECT, 0, (why, *findings), cause
+            return _BLOCK, 100, (why, *findings), rule.spec.cause or cause
         if caller.key is not None:
             expires = self._passes.get((caller.key, callee_label))
             if expires is not None and now < expires:
                 why = Reason(code="screen:passed", points=0.0, detail="passed screening recently for this callee")
-                return Action.CONNECT, score, (why, *findings), cause
+                return _CONNECT, score, (why, *findings), cause
         return action_for(score, self._config.policy), score, findings, cause
 
     def _safety(self, call: Call, caller: NumberInfo, callee: NumberInfo | None) -> Reason | None:
         region = caller.region or self._config.node.default_region
-        if (call.callee and self._normalizer.is_emergency(call.callee, region=region)) or (
-            caller.kind.value == "short_code" and self._normalizer.is_emergency(call.caller, region=region)
+        # Emergency numbers are short codes: a full number (an E.164 DID, say) never is one.
+        callee_short = callee is None or callee.kind is not _NUMBER
+        if (call.callee and callee_short and self._normalizer.is_emergency(call.callee, region=region)) or (
+            caller.kind is _SHORT_CODE and self._normalizer.is_emergency(call.caller, region=region)
         ):
             return Reason(code="safety:emergency", points=0.0, detail="emergency number: always connected")
         for pattern in self._critical:
@@ -256,14 +260,14 @@ class Firewall:
         now = verdict.decided_at
         if key is not None:
             self.store.record_call(key, now)
-            if verdict.decided is Action.BLOCK:
+            if verdict.decided is _BLOCK:
                 self.store.add_evidence(key, EvidenceKind.BLOCK, now)
         self.audit.record(verdict, channel=channel)
         recent = self._recent
         if len(recent) >= RECENT_DECISIONS:
-            del recent[next(iter(recent))]
+            recent.popitem(last=False)
         recent[verdict.id] = _Recent(key, verdict.callee, now, verdict.action)
-        self.counters[f"decisions:{verdict.action.value}"] += 1
+        self.counters[verdict.action] += 1
 
     # --- learning -------------------------------------------------------------------------------
 
@@ -352,8 +356,9 @@ class Firewall:
 
     def _take_writes(self, *, force_snapshot: bool = False) -> list[db.Statement]:
         now = self._clock.now()
-        statements = self._retry + self.store.take_writes() + self.audit.take_writes()
-        if force_snapshot or now - self._last_snapshot >= self._config.patterns.snapshot_interval:
+        snapshot = force_snapshot or now - self._last_snapshot >= self._config.patterns.snapshot_interval
+        statements = self._retry + self.store.take_writes(sightings=snapshot) + self.audit.take_writes()
+        if snapshot:
             statements += self.patterns.take_writes(now)
             self._last_snapshot = now
         if self._pass_writes:

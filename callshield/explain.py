@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from msgspec.structs import asdict as struct_asdict
+
 from callshield.engine import Firewall
 from callshield.features import as_dict
 from callshield.verdict import Call, Verdict
@@ -23,7 +25,9 @@ def verdict_summary(verdict: Verdict) -> dict[str, Any]:
     }
 
 
-def explain(firewall: Firewall, raw: str, *, callee: str = "", trunk: str = "", limit: int = 20) -> dict[str, Any]:
+def explain(
+    firewall: Firewall, raw: str, *, callee: str = "", trunk: str = "", limit: int = 20, all_since: float | None = None
+) -> dict[str, Any]:
     """A JSON-able explanation of ``raw`` as a caller (optionally to ``callee``)."""
     now = firewall.clock.now()
     call = Call(caller=raw, callee=callee, trunk=trunk)
@@ -52,7 +56,7 @@ def explain(firewall: Firewall, raw: str, *, callee: str = "", trunk: str = "", 
     if caller.key is None:
         return out
     view = firewall.store.view(caller.key, now)
-    out["reputation"] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(view).items()}
+    out["reputation"] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in struct_asdict(view).items()}
     window = firewall.patterns.window_of(caller.key)
     if window is not None:
         out["window"] = {
@@ -84,6 +88,6 @@ def explain(firewall: Firewall, raw: str, *, callee: str = "", trunk: str = "", 
             if d.ended is not None or d.screen
             else None,
         }
-        for d in firewall.audit.for_caller(caller.label(), limit)
+        for d in firewall.audit.for_caller(caller.label(), limit, plain_since=all_since)
     ]
     return out

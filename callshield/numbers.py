@@ -63,9 +63,7 @@ _NANP_REGIONS: Final = frozenset(
 """Regions of country code 1 (the test suite checks this against phonenumbers' metadata)."""
 
 _NUMBER_TYPE_NAMES: Final[dict[int, str]] = {
-    value: name.lower()
-    for name, value in vars(PhoneNumberType).items()
-    if name.isupper() and isinstance(value, int)
+    value: name.lower() for name, value in vars(PhoneNumberType).items() if name.isupper() and isinstance(value, int)
 }
 
 _URI_SCHEMES: Final = ("sip:", "sips:", "tel:")
@@ -200,9 +198,7 @@ class Normalizer:
         self._classify = functools.lru_cache(maxsize=cache_size)(_classify)
         self._is_emergency = functools.lru_cache(maxsize=4096)(_is_emergency)
 
-    def normalize(
-        self, raw: str, *, region: str | None = None, presentation: int | None = None
-    ) -> NumberInfo:
+    def normalize(self, raw: str, *, region: str | None = None, presentation: int | None = None) -> NumberInfo:
         """Normalize one caller-ID string; never raises.
 
         ``region`` overrides the default region for national numbers (e.g. per trunk); an unknown

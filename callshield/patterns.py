@@ -13,7 +13,9 @@ Invariants:
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from array import array
+from bisect import bisect_left
+from collections import OrderedDict
 
 import msgspec
 
@@ -29,60 +31,97 @@ _ANSWERED = 1
 _SHORT = 2
 
 
-class CallerWindow:
-    """Recent calls of one caller: start times with callees, open calls, and how ended calls went."""
+def _floats() -> array[float]:
+    return array("d")
 
-    __slots__ = ("active", "callees", "end_flags", "ends", "last", "times")
 
-    def __init__(self) -> None:
-        self.times: list[float] = []
-        self.callees: list[int] = []
-        self.active: list[float] = []
-        self.ends: list[float] = []
-        self.end_flags: list[int] = []
-        self.last = 0.0
+def _ints() -> array[int]:
+    return array("q")
+
+
+def _flags() -> array[int]:
+    return array("b")
+
+
+class CallerWindow(msgspec.Struct, gc=False):
+    """Recent calls of one caller: start times with callees, open calls, and how ended calls went.
+
+    Flat arrays, not lists, and not tracked by the garbage collector: a million windows add
+    nothing to a collection's work.
+    """
+
+    times: array[float] = msgspec.field(default_factory=_floats)
+    callees: array[int] = msgspec.field(default_factory=_ints)
+    callee_counts: dict[int, int] = msgspec.field(default_factory=dict)
+    """Calls per callee among ``callees`` (derived, kept in step by append/trim)."""
+    active: array[float] = msgspec.field(default_factory=_floats)
+    ends: array[float] = msgspec.field(default_factory=_floats)
+    end_flags: array[int] = msgspec.field(default_factory=_flags)
+    last: float = 0.0
+
+    def append(self, now: float, callee: int) -> None:
+        self.times.append(now)
+        self.callees.append(callee)
+        self.callee_counts[callee] = self.callee_counts.get(callee, 0) + 1
+        self.active.append(now)
+        self.last = now
 
     def trim(self, now: float, window: float, max_events: int, open_horizon: float) -> None:
         horizon = now - window
         times = self.times
-        cut = 0
-        while cut < len(times) and times[cut] < horizon:
-            cut += 1
-        cut = max(cut, len(times) - max_events)
-        if cut:
+        cut = max(bisect_left(times, horizon), len(times) - max_events)
+        if cut > 0:
+            counts = self.callee_counts
+            for callee in self.callees[:cut]:
+                left = counts[callee] - 1
+                if left:
+                    counts[callee] = left
+                else:
+                    del counts[callee]
             del times[:cut]
             del self.callees[:cut]
         ends = self.ends
-        cut = 0
-        while cut < len(ends) and ends[cut] < horizon:
-            cut += 1
-        cut = max(cut, len(ends) - max_events)
-        if cut:
+        cut = max(bisect_left(ends, horizon), len(ends) - max_events)
+        if cut > 0:
             del ends[:cut]
             del self.end_flags[:cut]
         active = self.active
-        oldest_open = now - open_horizon
-        while active and active[0] < oldest_open:
-            active.pop(0)  # presumed ended: its hangup feedback never came (or is not configured)
+        if active and active[0] < now - open_horizon:
+            del active[: bisect_left(active, now - open_horizon)]  # presumed ended: no hangup feedback came
 
     def to_state(self) -> tuple[list[float], list[int], list[float], list[float], list[int], float]:
-        return self.times, self.callees, self.active, self.ends, self.end_flags, self.last
+        return (
+            self.times.tolist(),
+            self.callees.tolist(),
+            self.active.tolist(),
+            self.ends.tolist(),
+            self.end_flags.tolist(),
+            self.last,
+        )
 
     @classmethod
     def from_state(
         cls, state: tuple[list[float], list[int], list[float], list[float], list[int], float]
     ) -> CallerWindow:
-        window = cls()
         times, callees, active, ends, flags, last = state
         if not (len(times) == len(callees) and len(ends) == len(flags)):
             raise ValueError("inconsistent pattern snapshot")
-        window.times, window.callees, window.active = list(times), list(callees), list(active)
-        window.ends, window.end_flags, window.last = list(ends), list(flags), float(last)
+        if any(not -128 <= flag <= 127 for flag in flags):
+            raise ValueError("bad flags in pattern snapshot")
+        window = cls(
+            times=array("d", times),
+            callees=array("q", callees),
+            active=array("d", active),
+            ends=array("d", ends),
+            end_flags=array("b", flags),
+            last=float(last),
+        )
+        for callee in window.callees:
+            window.callee_counts[callee] = window.callee_counts.get(callee, 0) + 1
         return window
 
 
-@dataclass(frozen=True, slots=True)
-class PatternFeatures:
+class PatternFeatures(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """What a caller's window says at the moment of a call (the current call included)."""
 
     calls_1m: int
@@ -127,7 +166,7 @@ class PatternTracker:
         self.open_call = min(open_call, window)
         self.max_callers = max_callers
         self.max_events = max_events
-        self._callers: dict[int, CallerWindow] = {}
+        self._callers: OrderedDict[int, CallerWindow] = OrderedDict()
         self._dirty: set[int] = set()
         self.evictions = 0
 
@@ -136,19 +175,17 @@ class PatternTracker:
 
     def observe(self, caller: int, callee: int, now: float, *, commit: bool = True) -> PatternFeatures:
         """Features of a call from ``caller`` to ``callee`` at ``now``; with ``commit``, remember the call."""
-        window = self._callers.pop(caller, None)
+        window = self._callers.get(caller)
         if window is None:
             if not commit:
                 return NO_PATTERN
-            window = CallerWindow()
-        self._callers[caller] = window  # most recently active last
+            window = self._callers[caller] = CallerWindow()
+        else:
+            self._callers.move_to_end(caller)  # most recently active last
         window.trim(now, self.window, self.max_events - 1, self.open_call)  # room for this call
         features = self._features(window, callee, now)
         if commit:
-            window.times.append(now)
-            window.callees.append(callee)
-            window.active.append(now)
-            window.last = now
+            window.append(now, callee)
             self._dirty.add(caller)
             if len(self._callers) > self.max_callers:
                 self._evict()
@@ -157,15 +194,9 @@ class PatternTracker:
         return features
 
     def _features(self, window: CallerWindow, callee: int, now: float) -> PatternFeatures:
-        times, callees = window.times, window.callees
-        minute_ago = now - MINUTE
-        calls_1m = 1
-        for when in reversed(times):
-            if when < minute_ago:
-                break
-            calls_1m += 1
-        distinct = set(callees)
-        distinct.add(callee)
+        times, callees, counts = window.times, window.callees, window.callee_counts
+        calls_1m = 1 + len(times) - bisect_left(times, now - MINUTE)
+        repeat = counts.get(callee, 0) + 1
         sweep = 1
         if callee >= 0:
             upper = callee
@@ -179,8 +210,8 @@ class PatternTracker:
             calls_1m=calls_1m,
             calls_1h=len(times) + 1,
             concurrent=len(window.active) + 1,
-            fanout=len(distinct),
-            repeat=callees.count(callee) + 1,
+            fanout=len(counts) + (repeat == 1),
+            repeat=repeat,
             sweep=sweep,
             ended=len(flags),
             answered=flags.count(_ANSWERED) + flags.count(_ANSWERED | _SHORT),
@@ -203,8 +234,7 @@ class PatternTracker:
 
     def _evict(self) -> None:
         while len(self._callers) > self.max_callers:
-            oldest = next(iter(self._callers))
-            del self._callers[oldest]
+            oldest, _ = self._callers.popitem(last=False)
             self._dirty.discard(oldest)
             self.evictions += 1
 
@@ -242,8 +272,8 @@ class PatternTracker:
             except (msgspec.DecodeError, ValueError, TypeError):
                 continue  # a damaged snapshot row is skipped, never fatal
             window.trim(now, self.window, self.max_events, self.open_call)
-            self._callers.pop(caller, None)
             self._callers[caller] = window
+            self._callers.move_to_end(caller)
             loaded += 1
         return loaded
 

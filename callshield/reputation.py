@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import math
 import sqlite3
+from array import array
+from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
 from enum import StrEnum
+
+import msgspec
 
 from callshield import db
 
@@ -71,17 +74,22 @@ DEFAULT_WEIGHT: dict[EvidenceKind, float] = {
 }
 
 
-class Row:
-    """A number's record (or a pending delta of one): seen times, call count, scaled evidence."""
+def _zeros() -> array[float]:
+    return array("d", bytes(8 * len(COLUMNS)))
 
-    __slots__ = ("calls", "first_seen", "last_seen", "number", "values")
 
-    def __init__(self, number: int, first_seen: float = math.inf, last_seen: float = -math.inf) -> None:
-        self.number = number
-        self.first_seen = first_seen
-        self.last_seen = last_seen
-        self.calls = 0
-        self.values = [0.0] * len(COLUMNS)
+class Row(msgspec.Struct, gc=False):
+    """A number's record (or a pending delta of one): seen times, call count, scaled evidence.
+
+    Not tracked by the garbage collector (nor is its float array): a million cached rows add
+    nothing to a collection's work.
+    """
+
+    number: int
+    first_seen: float = math.inf
+    last_seen: float = -math.inf
+    calls: int = 0
+    values: array[float] = msgspec.field(default_factory=_zeros)
 
     def add(self, other: Row) -> None:
         self.first_seen = min(self.first_seen, other.first_seen)
@@ -96,14 +104,10 @@ class Row:
         return values[REPORTS] + values[SCREEN_FAILED] + values[PEER_BAD]
 
     def copy(self) -> Row:
-        clone = Row(self.number, self.first_seen, self.last_seen)
-        clone.calls = self.calls
-        clone.values = list(self.values)
-        return clone
+        return Row(self.number, self.first_seen, self.last_seen, self.calls, array("d", self.values))
 
 
-@dataclass(frozen=True, slots=True)
-class ReputationView:
+class ReputationView(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A number's reputation as of one moment: decayed values and neighbourhood."""
 
     known: bool
@@ -172,8 +176,11 @@ class ReputationStore:
         self._half_life = float(half_life)
         self._bad_threshold = bad_threshold
         self._cache_blocks = max(1, cache_blocks)
-        self._blocks: dict[int, dict[int, Row]] = {}
+        self._blocks: OrderedDict[int, dict[int, Row]] = OrderedDict()
         self._pending: dict[int, dict[int, Row]] = {}
+        """Evidence deltas by block, committed at every flush."""
+        self._sightings: dict[int, dict[int, Row]] = {}
+        """Call counts and seen times by block: soft state, committed with the pattern snapshots."""
         self._pending_evidence: list[tuple[int, float, str, float, str, str]] = []
         self._epoch = self._prepare_epoch(now)
         self.loads = 0
@@ -224,12 +231,13 @@ class ReputationStore:
 
     def _block(self, block_id: int) -> dict[int, Row]:
         blocks = self._blocks
-        rows = blocks.pop(block_id, None)
-        if rows is None:
-            rows = self._load_block(block_id)
-            if len(blocks) >= self._cache_blocks:
-                del blocks[next(iter(blocks))]
-        blocks[block_id] = rows  # most recently used last
+        rows = blocks.get(block_id)
+        if rows is not None:
+            blocks.move_to_end(block_id)  # most recently used last
+            return rows
+        rows = blocks[block_id] = self._load_block(block_id)
+        if len(blocks) > self._cache_blocks:
+            blocks.popitem(last=False)
         return rows
 
     def _load_block(self, block_id: int) -> dict[int, Row]:
@@ -237,16 +245,14 @@ class ReputationStore:
         low = block_id * BLOCK
         rows: dict[int, Row] = {}
         for record in self._conn.execute(_SELECT_BLOCK, (low, low + BLOCK - 1)):
-            row = Row(record[0], record[1], record[2])
-            row.calls = record[3]
-            row.values = list(record[4:])
-            rows[row.number] = row
-        for delta in self._pending.get(block_id, {}).values():
-            existing = rows.get(delta.number)
-            if existing is None:
-                rows[delta.number] = delta.copy()
-            else:
-                existing.add(delta)
+            rows[record[0]] = Row(record[0], record[1], record[2], record[3], array("d", record[4:]))
+        for pending in (self._pending, self._sightings):
+            for delta in pending.get(block_id, {}).values():
+                existing = rows.get(delta.number)
+                if existing is None:
+                    rows[delta.number] = delta.copy()
+                else:
+                    existing.add(delta)
         return rows
 
     def row(self, number: int) -> Row | None:
@@ -303,14 +309,16 @@ class ReputationStore:
 
     # --- writes ---------------------------------------------------------------------------------
 
-    def _delta(self, number: int) -> tuple[Row, Row]:
-        """The pending delta and the cached row of ``number`` (both created if missing)."""
+    def _delta(self, number: int, buffer: dict[int, dict[int, Row]]) -> tuple[Row, Row]:
+        """The delta of ``number`` in ``buffer`` and its cached row (both created if missing)."""
         block_id = number // BLOCK
         rows = self._block(block_id)
         row = rows.get(number)
         if row is None:
             row = rows[number] = Row(number)
-        pending = self._pending.setdefault(block_id, {})
+        pending = buffer.get(block_id)
+        if pending is None:
+            pending = buffer[block_id] = {}
         delta = pending.get(number)
         if delta is None:
             delta = pending[number] = Row(number)
@@ -318,7 +326,7 @@ class ReputationStore:
 
     def record_call(self, number: int, when: float) -> None:
         """A call from ``number`` was decided at ``when``."""
-        delta, row = self._delta(number)
+        delta, row = self._delta(number, self._sightings)
         for target in (delta, row):
             target.calls += 1
             target.first_seen = min(target.first_seen, when)
@@ -341,7 +349,7 @@ class ReputationStore:
             raise ValueError("evidence weight must be finite")
         column = EVIDENCE_COLUMN[kind]
         scaled = amount * self.scale(when)
-        delta, row = self._delta(number)
+        delta, row = self._delta(number, self._pending)
         for target in (delta, row):
             target.values[column] += scaled
             target.first_seen = min(target.first_seen, when)
@@ -349,11 +357,26 @@ class ReputationStore:
             self._pending_evidence.append((number, when, kind.value, amount, source[:64], note[:200]))
 
     def pending_count(self) -> int:
-        return sum(len(rows) for rows in self._pending.values()) + len(self._pending_evidence)
+        buffered = sum(len(rows) for rows in self._pending.values())
+        return buffered + sum(len(rows) for rows in self._sightings.values()) + len(self._pending_evidence)
 
-    def take_writes(self) -> list[db.Statement]:
-        """Hand over the buffered deltas as statements; give them back with :meth:`restore_writes`."""
+    def take_writes(self, *, sightings: bool = True) -> list[db.Statement]:
+        """Hand over the buffered deltas as statements; give them back with :meth:`restore_writes`.
+
+        Sightings (call counts, seen times) are only included with ``sightings``: a crash may lose
+        those of the last snapshot interval, never evidence.
+        """
+        if sightings:
+            for block_id, deltas in self._sightings.items():
+                pending = self._pending.setdefault(block_id, {})
+                for number, delta in deltas.items():
+                    if number in pending:
+                        pending[number].add(delta)
+                    else:
+                        pending[number] = delta
+            self._sightings = {}
         rows = [self._row_params(delta) for block in self._pending.values() for delta in block.values()]
+        rows.sort()  # key order: neighbouring rows share B-tree pages
         evidence = self._pending_evidence
         self._pending = {}
         self._pending_evidence = []
@@ -369,9 +392,7 @@ class ReputationStore:
         for sql, params in statements:
             if sql == UPSERT:
                 for record in params:
-                    delta = Row(record[0], record[1], record[2])
-                    delta.calls = record[3]
-                    delta.values = list(record[4:])
+                    delta = Row(record[0], record[1], record[2], record[3], array("d", record[4:]))
                     pending = self._pending.setdefault(delta.number // BLOCK, {})
                     if delta.number in pending:
                         pending[delta.number].add(delta)

@@ -92,7 +92,8 @@ class Node:
 
     async def run(self) -> None:
         self._writer = await aiosqlite.connect(self.database, isolation_level=None)
-        await self._writer.execute(f"PRAGMA busy_timeout = {db.BUSY_TIMEOUT_MS}")
+        for pragma in db.CONNECTION_PRAGMAS:
+            await self._writer.execute(pragma)
         await self.server.start()
         self._install_signals()
         gc.collect()

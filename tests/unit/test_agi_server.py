@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import re
 import socket
@@ -12,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from callshield.agi.server import (
@@ -591,7 +591,7 @@ def test_outcome_from_args(args: tuple[str, ...], outcome: CallOutcome | None, j
 def test_verdict_variables_are_safe() -> None:
     call = Call(caller="+14155550123")
     verdict = make_verdict(call, 1, Action.BLOCK, cause=0)
-    unsafe = dataclasses.replace(verdict, score=250, reason="a\nb\x00c" + "x" * 500)
+    unsafe = msgspec.structs.replace(verdict, score=250, reason="a\nb\x00c" + "x" * 500)
     variables = dict(verdict_variables(unsafe, cause_default=21))
     assert variables["CALLSHIELD_CAUSE"] == "21"
     assert variables["CALLSHIELD_SCORE"] == "100"
