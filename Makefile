@@ -29,6 +29,10 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
+## End-to-end: a real Asterisk 22 (Debian sid chroot) and real SIP calls from SIPp; needs root.
+e2e: $(STAMP)
+	CALLSHIELD_E2E=1 $(BIN)/pytest -q tests/e2e
+
 bench: $(STAMP)
 	$(BIN)/python bench/bench_decide.py
 	$(BIN)/python bench/bench_import.py

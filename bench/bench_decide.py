@@ -22,9 +22,9 @@ import random
 import resource
 import shutil
 import statistics
-from collections import Counter
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from array import array
 from dataclasses import dataclass
@@ -29,9 +30,13 @@ _COLUMNS = (
 _json = msgspec.json.Encoder()
 
 
+_sequence = itertools.count(_random_bits(32))
+
+
 def decision_id(now: float) -> str:
-    """Unique and time-ordered: milliseconds in hex, then random bits, so audit inserts append."""
-    return f"{max(0, int(now * 1000)):012x}{_random_bits(32):08x}"
+    """Unique and time-ordered: milliseconds in hex, then a counter that starts at a random value per
+    process, so audit inserts append and ids of one process sort in decision order."""
+    return f"{max(0, int(now * 1000)):012x}{next(_sequence) & 0xFFFFFFFF:08x}"
 
 
 def id_floor(when: float) -> str:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from callshield.clock import ManualClock
+from callshield.engine import Firewall
 from callshield.reputation import EvidenceKind
 from callshield.verdict import Action, Call, CallOutcome, Mode, ScreenResult
 from tests.conftest import FirewallFactory
@@ -289,3 +292,46 @@ def test_report_refuses_non_numbers(make_firewall: FirewallFactory) -> None:
     with pytest.raises(ValueError, match="not a phone number"):
         fw.report("anonymous")
     assert fw.report("(718) 555-0123", kind=EvidenceKind.ADMIN_REPORT).e164 == "+17185550123"
+
+
+def test_explain_lists_notable_decisions_and_plain_ones_on_request(
+    make_firewall: FirewallFactory, clock: ManualClock
+) -> None:
+    from callshield.explain import explain
+
+    fw = make_firewall(RULES)
+    plain = fw.decide(Call(caller="+17185550123", callee="+13125550100"))
+    fw.report("+17185550123", weight=4)
+    blocked = fw.decide(Call(caller="+17185550123", callee="+13125550100"))
+    fw.flush()
+    notable = [d["id"] for d in explain(fw, "+17185550123")["decisions"]]
+    assert notable == [blocked.id]
+    everything = [d["id"] for d in explain(fw, "+17185550123", all_since=clock.now() - 60)["decisions"]]
+    assert everything == [blocked.id, plain.id]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    caller=st.text(max_size=300),
+    callee=st.text(max_size=100),
+    trunk=st.text(max_size=20),
+    presentation=st.one_of(st.none(), st.integers(-1000, 1000)),
+)
+def test_any_call_gets_a_verdict(
+    make_firewall: FirewallFactory, caller: str, callee: str, trunk: str, presentation: int | None
+) -> None:
+    fw = _shared_firewall(make_firewall)
+    verdict = fw.decide(Call(caller=caller, callee=callee, trunk=trunk, presentation=presentation))
+    assert verdict.action in set(Action) and 0 <= verdict.score <= 100
+    assert len(verdict.caller) <= 64 and verdict.reason
+
+
+_FIREWALLS: dict[int, object] = {}
+
+
+def _shared_firewall(make_firewall: FirewallFactory) -> Firewall:
+    found = _FIREWALLS.get(id(make_firewall))
+    if found is None:
+        found = _FIREWALLS[id(make_firewall)] = make_firewall(RULES)
+    assert isinstance(found, Firewall)
+    return found
