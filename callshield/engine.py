@@ -358,9 +358,6 @@ class Firewall:
         now = self._clock.now()
         snapshot = force_snapshot or now - self._last_snapshot >= self._config.patterns.snapshot_interval
         statements = self._retry + self.store.take_writes(sightings=snapshot) + self.audit.take_writes()
-        if snapshot:
-            statements += self.patterns.take_writes(now)
-            self._last_snapshot = now
         if self._pass_writes:
             statements.append(
                 (
@@ -371,7 +368,10 @@ class Firewall:
             )
             self._pass_writes = []
         if self._external_writer and statements:
-            statements.append(db.BUMP_GENERATION)
+            statements.append(db.BUMP_GENERATION)  # only real changes make a running server reload
+        if snapshot and not self._external_writer:  # a CLI process has no call windows to keep
+            statements += self.patterns.take_writes(now)
+            self._last_snapshot = now
         self._retry = []
         return statements
 
@@ -396,6 +396,7 @@ class Firewall:
             self.counters["flush:failed"] += 1
             log.warning("database write failed, will retry: %s", exc)
             return 0
+        self.store.committed()
         if not self._external_writer:
             self._generation = db.generation(self._conn)
         return len(statements)
@@ -419,6 +420,7 @@ class Firewall:
             self.counters["flush:failed"] += 1
             log.warning("database write failed, will retry: %s", exc)
             return 0
+        self.store.committed()
         return len(statements)
 
     def maintenance(self) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 from msgspec.structs import asdict as struct_asdict
@@ -34,7 +33,7 @@ def explain(
     caller, callee_info, tenant = firewall.normalize_call(call)
     verdict = firewall.decide(call, record=False)
     out: dict[str, Any] = {
-        "number": {**{k: v for k, v in asdict(caller).items() if k != "key"}, "kind": caller.kind.value},
+        "number": {**{k: v for k, v in struct_asdict(caller).items() if k != "key"}, "kind": caller.kind.value},
         "now": verdict_summary(verdict),
         "features": as_dict(verdict.features),
     }

@@ -181,6 +181,8 @@ class ReputationStore:
         """Evidence deltas by block, committed at every flush."""
         self._sightings: dict[int, dict[int, Row]] = {}
         """Call counts and seen times by block: soft state, committed with the pattern snapshots."""
+        self._inflight: list[dict[int, dict[int, Row]]] = []
+        """Deltas handed over by take_writes and not yet committed: block loads still count them."""
         self._pending_evidence: list[tuple[int, float, str, float, str, str]] = []
         self._epoch = self._prepare_epoch(now)
         self.loads = 0
@@ -246,7 +248,7 @@ class ReputationStore:
         rows: dict[int, Row] = {}
         for record in self._conn.execute(_SELECT_BLOCK, (low, low + BLOCK - 1)):
             rows[record[0]] = Row(record[0], record[1], record[2], record[3], array("d", record[4:]))
-        for pending in (self._pending, self._sightings):
+        for pending in (self._pending, self._sightings, *self._inflight):
             for delta in pending.get(block_id, {}).values():
                 existing = rows.get(delta.number)
                 if existing is None:
@@ -378,6 +380,7 @@ class ReputationStore:
         rows = [self._row_params(delta) for block in self._pending.values() for delta in block.values()]
         rows.sort()  # key order: neighbouring rows share B-tree pages
         evidence = self._pending_evidence
+        self._inflight.append(self._pending)
         self._pending = {}
         self._pending_evidence = []
         statements: list[db.Statement] = []
@@ -387,8 +390,13 @@ class ReputationStore:
             statements.append((INSERT_EVIDENCE, evidence))
         return statements
 
+    def committed(self) -> None:
+        """Every statement handed over so far is in the database."""
+        self._inflight.clear()
+
     def restore_writes(self, statements: list[db.Statement]) -> None:
         """Re-buffer statements that could not be committed (deltas add up, so order does not matter)."""
+        self._inflight.clear()
         for sql, params in statements:
             if sql == UPSERT:
                 for record in params:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -335,3 +337,20 @@ def _shared_firewall(make_firewall: FirewallFactory) -> Firewall:
         found = _FIREWALLS[id(make_firewall)] = make_firewall(RULES)
     assert isinstance(found, Firewall)
     return found
+
+
+def test_read_only_cli_use_does_not_bump_the_generation(tmp_path: Path, clock: ManualClock) -> None:
+    from callshield import db
+    from callshield.config import Config
+
+    path = tmp_path / "g.db"
+    server = Firewall(config=Config(), conn=db.connect(path), clock=clock)
+    before = db.generation(server.connection)
+    cli = Firewall(config=Config(), conn=db.connect(path), clock=clock, external_writer=True)
+    cli.decide(Call(caller="+17185550123"), record=False)
+    cli.close()
+    assert db.generation(server.connection) == before
+    writer = Firewall(config=Config(), conn=db.connect(path), clock=clock, external_writer=True)
+    writer.report("+17185550123")
+    writer.close()
+    assert db.generation(server.connection) == before + 1

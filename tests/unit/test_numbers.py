@@ -9,7 +9,6 @@ import os
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import FrozenInstanceError
 from pathlib import Path
 
 import phonenumbers
@@ -223,7 +222,7 @@ def test_number_type_names_cover_phonenumbers_types() -> None:
 
 def test_number_info_is_frozen(normalizer: Normalizer) -> None:
     info = normalizer.normalize("+14155550123")
-    with pytest.raises(FrozenInstanceError):
+    with pytest.raises(AttributeError):
         info.kind = K.INVALID  # type: ignore[misc]
 
 

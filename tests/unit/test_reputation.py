@@ -19,6 +19,7 @@ def open_store(path: Path, now: float, half_life: float = 30 * DAY) -> Reputatio
 
 def commit(store: ReputationStore, path: Path) -> None:
     db.apply(db.connect(path), store.take_writes())
+    store.committed()
 
 
 def test_decay_is_exponential(tmp_path: Path) -> None:
@@ -133,3 +134,16 @@ def test_not_a_callshield_database_is_refused(tmp_path: Path) -> None:
     garbage.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError):
         db.connect(garbage)
+
+
+def test_cache_drop_during_a_write_keeps_the_deltas_in_flight(tmp_path: Path) -> None:
+    path = tmp_path / "r.db"
+    store = open_store(path, T0)
+    store.add_evidence(9, EvidenceKind.REPORT, T0)
+    statements = store.take_writes()  # handed to the writer, not committed yet
+    store.invalidate()  # another process changed the database meanwhile
+    assert store.view(9, T0).reports == pytest.approx(1)
+    db.apply(db.connect(path), statements)
+    store.committed()
+    store.invalidate()
+    assert store.view(9, T0).reports == pytest.approx(1)  # counted once, from the database
