@@ -132,13 +132,6 @@ class AuditLog:
         self._decisions, self._updates = [], []
         return statements
 
-    def restore_writes(self, statements: list[db.Statement]) -> None:
-        for sql, params in statements:
-            if sql == INSERT_DECISION:
-                self._updates[:0] = [(sql, params)]
-            elif sql in (UPDATE_OUTCOME, UPDATE_SCREEN):
-                self._updates.append((sql, params))
-
     @staticmethod
     def prune_statement(before: float) -> db.Statement:
         return ("DELETE FROM decisions WHERE id < ?", [(id_floor(before),)])

@@ -253,11 +253,6 @@ class PatternTracker:
             statements.append((_UPSERT_STATE, rows))
         return statements
 
-    def restore_writes(self, statements: list[db.Statement]) -> None:
-        for sql, params in statements:
-            if sql == _UPSERT_STATE:
-                self._dirty.update(int(row[0]) for row in params)
-
     def restore(self, conn: sqlite3.Connection, now: float) -> int:
         """Load the snapshot windows that are still inside the window; return how many were loaded."""
         cursor = conn.execute(

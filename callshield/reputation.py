@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from enum import StrEnum
 
 import msgspec
+from msgspec.structs import replace
 
 from callshield import db
 
@@ -277,21 +278,7 @@ class ReputationStore:
         if row is None:
             if bad_100 == 0:
                 return UNKNOWN_VIEW
-            return ReputationView(
-                known=False,
-                first_seen=None,
-                last_seen=None,
-                calls=0,
-                reports=0.0,
-                screen_failed=0.0,
-                screen_passed=0.0,
-                legit_calls=0.0,
-                short_calls=0.0,
-                blocks=0.0,
-                peer_bad=0.0,
-                range_bad_10=bad_10,
-                range_bad_100=bad_100,
-            )
+            return replace(UNKNOWN_VIEW, range_bad_10=bad_10, range_bad_100=bad_100)
         v = row.values
         return ReputationView(
             known=True,
@@ -363,7 +350,7 @@ class ReputationStore:
         return buffered + sum(len(rows) for rows in self._sightings.values()) + len(self._pending_evidence)
 
     def take_writes(self, *, sightings: bool = True) -> list[db.Statement]:
-        """Hand over the buffered deltas as statements; give them back with :meth:`restore_writes`.
+        """Hand over the buffered deltas as statements; call :meth:`committed` once they are in.
 
         Sightings (call counts, seen times) are only included with ``sightings``: a crash may lose
         those of the last snapshot interval, never evidence.
@@ -393,21 +380,6 @@ class ReputationStore:
     def committed(self) -> None:
         """Every statement handed over so far is in the database."""
         self._inflight.clear()
-
-    def restore_writes(self, statements: list[db.Statement]) -> None:
-        """Re-buffer statements that could not be committed (deltas add up, so order does not matter)."""
-        self._inflight.clear()
-        for sql, params in statements:
-            if sql == UPSERT:
-                for record in params:
-                    delta = Row(record[0], record[1], record[2], record[3], array("d", record[4:]))
-                    pending = self._pending.setdefault(delta.number // BLOCK, {})
-                    if delta.number in pending:
-                        pending[delta.number].add(delta)
-                    else:
-                        pending[delta.number] = delta
-            elif sql == INSERT_EVIDENCE:
-                self._pending_evidence[:0] = [tuple(r) for r in params]
 
     @staticmethod
     def _row_params(delta: Row) -> tuple[float | int, ...]:

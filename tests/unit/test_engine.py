@@ -354,3 +354,29 @@ def test_read_only_cli_use_does_not_bump_the_generation(tmp_path: Path, clock: M
     writer.report("+17185550123")
     writer.close()
     assert db.generation(server.connection) == before + 1
+
+
+def test_a_failed_write_is_retried_and_counted_once(
+    make_firewall: FirewallFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from callshield import db
+
+    fw = make_firewall("")
+    verdict = fw.decide(Call(caller="+17185550123", callee="+13125550100"))
+    fw.report("+17185550123")
+    real_apply = db.apply
+
+    def locked(conn: sqlite3.Connection, statements: object) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(db, "apply", locked)
+    assert fw.flush() == 0 and fw.counters["flush:failed"] == 1
+    fw.store.invalidate()  # the cache is dropped while the write is still owed
+    assert fw.store.view(17185550123, fw.clock.now()).reports == pytest.approx(1.0)
+    monkeypatch.setattr(db, "apply", real_apply)
+    assert fw.flush() > 0
+    fw.store.invalidate()
+    assert fw.store.view(17185550123, fw.clock.now()).reports == pytest.approx(1.0)
+    assert fw.audit.get(verdict.id) is not None

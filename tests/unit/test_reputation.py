@@ -50,22 +50,6 @@ def test_two_writers_never_overwrite_each_other(tmp_path: Path) -> None:
     assert server.view(42, T0).reports == pytest.approx(4)
 
 
-def test_failed_write_is_restored(tmp_path: Path) -> None:
-    path = tmp_path / "r.db"
-    store = open_store(path, T0)
-    store.add_evidence(7, EvidenceKind.REPORT, T0)
-    store.record_call(7, T0)
-    statements = store.take_writes()
-    assert store.pending_count() == 0
-    store.restore_writes(statements)
-    store.add_evidence(7, EvidenceKind.REPORT, T0)
-    commit(store, path)
-    fresh = open_store(path, T0)
-    view = fresh.view(7, T0)
-    assert view.reports == pytest.approx(2)
-    assert view.calls == 1
-
-
 def test_rebase_on_half_life_change_keeps_values(tmp_path: Path) -> None:
     path = tmp_path / "r.db"
     store = open_store(path, T0, half_life=10 * DAY)
