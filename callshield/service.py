@@ -149,12 +149,27 @@ class Node:
         except ConfigError as exc:
             log.error("config reload refused, keeping the running config: %s", exc)
             return
-        for section in ("storage", "agi"):
-            if getattr(new, section) != getattr(self.config, section):
-                log.warning("[%s] changes take effect at the next restart", section)
+        for name, old_value, new_value in _restart_settings(self.config, new):
+            if old_value != new_value:
+                log.warning("%s changed: takes effect at the next restart", name)
         self.firewall.apply_config(new)
         self.config = new
         log.info("config reloaded (%d rules, mode %s)", len(self.firewall.rules), new.policy.mode.value)
+
+
+def _restart_settings(old: Config, new: Config) -> list[tuple[str, object, object]]:
+    """Settings a reload cannot apply to a running node (its listener, database and memory layout)."""
+    return [
+        ("[storage]", old.storage, new.storage),
+        ("[agi]", old.agi, new.agi),
+        ("[node]", old.node, new.node),
+        ("reputation.half_life", old.reputation.half_life, new.reputation.half_life),
+        ("reputation.bad_threshold", old.reputation.bad_threshold, new.reputation.bad_threshold),
+        ("patterns.window", old.patterns.window, new.patterns.window),
+        ("patterns.max_callers", old.patterns.max_callers, new.patterns.max_callers),
+        ("patterns.max_events", old.patterns.max_events, new.patterns.max_events),
+        ("patterns.open_call", old.patterns.open_call, new.patterns.open_call),
+    ]
 
 
 def serve(
