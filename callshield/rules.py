@@ -225,6 +225,8 @@ class Rule:
     hours: tuple[time, time] | None
     tz: ZoneInfo
     expires_at: float | None
+    rank: tuple[int, int, int, int, int]
+    """Specificity; higher wins (see :func:`_rank` and the module docstring)."""
 
     @classmethod
     def compile(cls, spec: RuleSpec, *, source: str) -> Rule:
@@ -232,16 +234,20 @@ class Rule:
         if spec.expires is not None:
             when = spec.expires if spec.expires.tzinfo else spec.expires.replace(tzinfo=UTC)
             expires_at = when.timestamp()
+        pattern = parse_pattern(spec.pattern)
+        dids = tuple(parse_pattern(d) for d in spec.dids)
+        hours = _parse_hours(spec.hours)
         return cls(
             spec=spec,
             source=source,
-            pattern=parse_pattern(spec.pattern),
-            did_patterns=tuple(parse_pattern(d) for d in spec.dids),
+            pattern=pattern,
+            did_patterns=dids,
             tenants=frozenset(spec.tenants),
             weekdays=frozenset(WEEKDAYS.index(d.lower()) for d in spec.days),
-            hours=_parse_hours(spec.hours),
+            hours=hours,
             tz=load_timezone(spec.timezone),
             expires_at=expires_at,
+            rank=_rank(spec, pattern, dids, hours),
         )
 
     @property
@@ -253,20 +259,6 @@ class Rule:
         """``allowlist:exact``, ``denylist:prefix``, ..."""
         side = "allowlist" if self.spec.action is RuleAction.ALLOW else "denylist"
         return f"{side}:{self.pattern.kind.value}"
-
-    def rank(self) -> tuple[int, int, int, int, int]:
-        """Specificity; higher wins (the precedence rules of the module docstring)."""
-        pattern_rank = {
-            PatternKind.EXACT: 4,
-            PatternKind.PREFIX: 3,
-            PatternKind.WILDCARD: 3,
-            PatternKind.KIND: 2,
-            PatternKind.ANY: 1,
-        }[self.pattern.kind]
-        scope_rank = 2 if self.did_patterns else 1 if self.tenants else 0
-        windowed = 1 if (self.hours or self.weekdays) else 0
-        allow_first = 1 if self.spec.action is RuleAction.ALLOW else 0
-        return pattern_rank, self.pattern.literal_digits, scope_rank, windowed, allow_first
 
     def applies(self, *, callee: str | None, tenant: str, when: float) -> bool:
         """Scope, expiry and time window (the number itself is matched by the index)."""
@@ -296,6 +288,25 @@ class Rule:
             else:
                 return False
         return not self.weekdays or weekday in self.weekdays
+
+
+_PATTERN_RANK = {
+    PatternKind.EXACT: 4,
+    PatternKind.PREFIX: 3,
+    PatternKind.WILDCARD: 3,
+    PatternKind.KIND: 2,
+    PatternKind.ANY: 1,
+}
+
+
+def _rank(
+    spec: RuleSpec, pattern: Pattern, dids: tuple[Pattern, ...], hours: tuple[time, time] | None
+) -> tuple[int, int, int, int, int]:
+    """The precedence rules of the module docstring as a sortable key; higher wins."""
+    scope_rank = 2 if dids else 1 if spec.tenants else 0
+    windowed = 1 if (hours or spec.days) else 0
+    allow_first = 1 if spec.action is RuleAction.ALLOW else 0
+    return _PATTERN_RANK[pattern.kind], pattern.literal_digits, scope_rank, windowed, allow_first
 
 
 class RuleSet:
@@ -349,7 +360,7 @@ class RuleSet:
         for rule in self.candidates(info):
             if not rule.applies(callee=callee, tenant=tenant, when=when):
                 continue
-            rank = rule.rank()
+            rank = rule.rank
             if best is None or rank > best_rank:
                 best, best_rank = rule, rank
         return best
