@@ -105,13 +105,17 @@ def run(calls: int, cold: bool) -> None:
     rng = random.Random(5)
     warm = [] if cold else traffic(pool, list(range(len(pool))), 1)
     measured = traffic(pool, [rng.randrange(len(pool)) for _ in range(calls)], 2)
-    print(f"traffic: {len(pool):,} distinct callers; warm-up {len(warm):,} calls, measured {len(measured):,} calls "
-          f"({'cold caches' if cold else 'warm caches'})")
+    print(
+        f"traffic: {len(pool):,} distinct callers; warm-up {len(warm):,} calls, measured {len(measured):,} calls "
+        f"({'cold caches' if cold else 'warm caches'})"
+    )
     clock = ManualClock(NOW)
     cache = 262_144 if cold else 1_500_000
     # Snapshots are taken explicitly below (once after the warm-up, once at the end) and timed apart.
-    config = Config(storage=StorageConfig(path=str(path), number_cache=cache, reputation_cache=cache),
-                    patterns=PatternsConfig(snapshot_interval=Seconds(10**9), max_callers=1_500_000))
+    config = Config(
+        storage=StorageConfig(path=str(path), number_cache=cache, reputation_cache=cache),
+        patterns=PatternsConfig(snapshot_interval=Seconds(10**9), max_callers=1_500_000),
+    )
     fw = Firewall(config=config, conn=db.connect(path), clock=clock)
     for i, call in enumerate(warm):
         clock.advance(1 / 20_000)
@@ -158,24 +162,36 @@ def run(calls: int, cold: bool) -> None:
     latencies.sort()
     q = statistics.quantiles(latencies, n=1000)
     hits, misses = (a - b for a, b in zip(fw.normalizer.cache_stats(), hits_before, strict=True))
-    print(f"decisions: {len(measured):,} in {wall:.2f} s wall, {cpu:.2f} s CPU -> {len(measured) / wall:,.0f}/s "
-          f"({len(measured) / cpu:,.0f}/s per CPU-second, flushes included)")
+    print(
+        f"decisions: {len(measured):,} in {wall:.2f} s wall, {cpu:.2f} s CPU -> {len(measured) / wall:,.0f}/s "
+        f"({len(measured) / cpu:,.0f}/s per CPU-second, flushes included)"
+    )
     deciding = sum(latencies)
-    print(f"decide() alone: {len(measured) / deciding:,.0f}/s on one core ({deciding:.2f} s); writes every "
-          f"{FLUSH_EVERY:,} decisions: {flush_time:.2f} s, {flush_time / len(measured) * 1e6:.1f} us per decision")
-    print(f"decide() latency: p50 {q[499] * 1e6:.1f} us, p90 {q[899] * 1e6:.1f} us, p99 {q[989] * 1e6:.1f} us, "
-          f"p99.9 {q[998] * 1e6:.1f} us, max {latencies[-1] * 1e6:.0f} us")
+    print(
+        f"decide() alone: {len(measured) / deciding:,.0f}/s on one core ({deciding:.2f} s); writes every "
+        f"{FLUSH_EVERY:,} decisions: {flush_time:.2f} s, {flush_time / len(measured) * 1e6:.1f} us per decision"
+    )
+    print(
+        f"decide() latency: p50 {q[499] * 1e6:.1f} us, p90 {q[899] * 1e6:.1f} us, p99 {q[989] * 1e6:.1f} us, "
+        f"p99.9 {q[998] * 1e6:.1f} us, max {latencies[-1] * 1e6:.0f} us"
+    )
     print(f"verdicts: {dict(actions)}; notable (indexed by caller): {notable / len(measured):.0%}")
     print(f"garbage collection: {gc_time[0]:.2f} s in total, {gc_time[1]} full collections")
-    print(f"reputation block loads from SQLite: {fw.store.loads - loads_before:,}; "
-          f"number cache hit rate {hits / max(1, hits + misses):.1%}")
-    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; "
-          f"python {platform.python_version()}, {os.cpu_count()} cores")
+    print(
+        f"reputation block loads from SQLite: {fw.store.loads - loads_before:,}; "
+        f"number cache hit rate {hits / max(1, hits + misses):.1%}"
+    )
+    print(
+        f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; "
+        f"python {platform.python_version()}, {os.cpu_count()} cores"
+    )
     snapshot_start = perf()
     written = fw.flush(snapshot=True)
     snapshot = perf() - snapshot_start
-    print(f"snapshot of the windows and sightings of the {len(measured):,} measured calls: {snapshot:.2f} s, "
-          f"{snapshot / len(measured) * 1e6:.1f} us per decision ({written} statements)")
+    print(
+        f"snapshot of the windows and sightings of the {len(measured):,} measured calls: {snapshot:.2f} s, "
+        f"{snapshot / len(measured) * 1e6:.1f} us per decision ({written} statements)"
+    )
     fw.close()
 
 

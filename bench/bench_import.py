@@ -26,19 +26,30 @@ def main() -> None:
         env = {**os.environ, "XDG_DATA_HOME": scratch}
         env.pop("CALLSHIELD_CONFIG", None)
         started = time.perf_counter()
-        result = subprocess.run([sys.executable, "-m", "callshield", "import", str(FTC), "--json"], env=env,
-                                capture_output=True, text=True, check=True)
+        result = subprocess.run(
+            [sys.executable, "-m", "callshield", "import", str(FTC), "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         wall = time.perf_counter() - started
         summary = json.loads(result.stdout)
         database = Path(scratch) / "callshield" / "callshield.sqlite3"
         size = sum(p.stat().st_size for p in database.parent.glob("callshield.sqlite3*"))
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"rows {summary['rows']:,}, accepted {summary['accepted']:,}, numbers {summary['numbers']:,}, "
-          f"rejected {summary['rejected']}")
-    print(f"import: {summary['seconds']:.1f} s -> {summary['rows_per_second']:,} rows/s "
-          f"(whole command {wall:.1f} s, start-up included)")
-    print(f"database {size / 1e6:.0f} MB; peak RSS {peak:.0f} MB; python {platform.python_version()}, "
-          f"{os.cpu_count()} cores")
+    print(
+        f"rows {summary['rows']:,}, accepted {summary['accepted']:,}, numbers {summary['numbers']:,}, "
+        f"rejected {summary['rejected']}"
+    )
+    print(
+        f"import: {summary['seconds']:.1f} s -> {summary['rows_per_second']:,} rows/s "
+        f"(whole command {wall:.1f} s, start-up included)"
+    )
+    print(
+        f"database {size / 1e6:.0f} MB; peak RSS {peak:.0f} MB; python {platform.python_version()}, "
+        f"{os.cpu_count()} cores"
+    )
 
 
 if __name__ == "__main__":
