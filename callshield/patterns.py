@@ -13,7 +13,6 @@ Invariants:
 from __future__ import annotations
 
 import sqlite3
-from array import array
 from bisect import bisect_left
 from collections import OrderedDict
 
@@ -31,40 +30,33 @@ _ANSWERED = 1
 _SHORT = 2
 
 
-def _floats() -> array[float]:
-    return array("d")
-
-
-def _ints() -> array[int]:
-    return array("q")
-
-
-def _flags() -> array[int]:
-    return array("b")
-
-
 class CallerWindow(msgspec.Struct, gc=False):
     """Recent calls of one caller: start times with callees, open calls, and how ended calls went.
 
-    Flat arrays, not lists, and not tracked by the garbage collector: a million windows add
-    nothing to a collection's work.
+    Tuples of numbers, replaced rather than mutated, in a Struct the garbage collector does not
+    track: such tuples are untracked after their first collection, so a million windows add nothing
+    to a collection's work (lists and ``array``s would stay tracked).
     """
 
-    times: array[float] = msgspec.field(default_factory=_floats)
-    callees: array[int] = msgspec.field(default_factory=_ints)
+    times: tuple[float, ...] = ()
+    callees: tuple[int, ...] = ()
     callee_counts: dict[int, int] = msgspec.field(default_factory=dict)
-    """Calls per callee among ``callees`` (derived, kept in step by append/trim)."""
-    active: array[float] = msgspec.field(default_factory=_floats)
-    ends: array[float] = msgspec.field(default_factory=_floats)
-    end_flags: array[int] = msgspec.field(default_factory=_flags)
+    """Calls per callee among ``callees`` (derived, kept in step by append/trim; ints only, untracked)."""
+    active: tuple[float, ...] = ()
+    ends: tuple[float, ...] = ()
+    end_flags: tuple[int, ...] = ()
     last: float = 0.0
 
     def append(self, now: float, callee: int) -> None:
-        self.times.append(now)
-        self.callees.append(callee)
+        self.times += (now,)
+        self.callees += (callee,)
         self.callee_counts[callee] = self.callee_counts.get(callee, 0) + 1
-        self.active.append(now)
+        self.active += (now,)
         self.last = now
+
+    def end(self, now: float, flags: int) -> None:
+        self.ends += (now,)
+        self.end_flags += (flags,)
 
     def trim(self, now: float, window: float, max_events: int, open_horizon: float) -> None:
         horizon = now - window
@@ -78,26 +70,19 @@ class CallerWindow(msgspec.Struct, gc=False):
                     counts[callee] = left
                 else:
                     del counts[callee]
-            del times[:cut]
-            del self.callees[:cut]
+            self.times = times[cut:]
+            self.callees = self.callees[cut:]
         ends = self.ends
         cut = max(bisect_left(ends, horizon), len(ends) - max_events)
         if cut > 0:
-            del ends[:cut]
-            del self.end_flags[:cut]
+            self.ends = ends[cut:]
+            self.end_flags = self.end_flags[cut:]
         active = self.active
         if active and active[0] < now - open_horizon:
-            del active[: bisect_left(active, now - open_horizon)]  # presumed ended: no hangup feedback came
+            self.active = active[bisect_left(active, now - open_horizon) :]  # presumed ended: no feedback came
 
     def to_state(self) -> tuple[list[float], list[int], list[float], list[float], list[int], float]:
-        return (
-            self.times.tolist(),
-            self.callees.tolist(),
-            self.active.tolist(),
-            self.ends.tolist(),
-            self.end_flags.tolist(),
-            self.last,
-        )
+        return list(self.times), list(self.callees), list(self.active), list(self.ends), list(self.end_flags), self.last
 
     @classmethod
     def from_state(
@@ -109,11 +94,11 @@ class CallerWindow(msgspec.Struct, gc=False):
         if any(not -128 <= flag <= 127 for flag in flags):
             raise ValueError("bad flags in pattern snapshot")
         window = cls(
-            times=array("d", times),
-            callees=array("q", callees),
-            active=array("d", active),
-            ends=array("d", ends),
-            end_flags=array("b", flags),
+            times=tuple(times),
+            callees=tuple(callees),
+            active=tuple(active),
+            ends=tuple(ends),
+            end_flags=tuple(flags),
             last=float(last),
         )
         for callee in window.callees:
@@ -224,12 +209,11 @@ class PatternTracker:
         if window is None:
             return
         if window.active:
-            window.active.pop(0)
+            window.active = window.active[1:]
         self._dirty.add(caller)
         if not counted:
             return
-        window.ends.append(now)
-        window.end_flags.append((_ANSWERED if answered else 0) | (_SHORT if short else 0))
+        window.end(now, (_ANSWERED if answered else 0) | (_SHORT if short else 0))
         window.trim(now, self.window, self.max_events, self.open_call)
 
     def _evict(self) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import sqlite3
-from array import array
 from collections import OrderedDict
 from collections.abc import Iterator
 from enum import StrEnum
@@ -75,37 +74,53 @@ DEFAULT_WEIGHT: dict[EvidenceKind, float] = {
 }
 
 
-def _zeros() -> array[float]:
-    return array("d", bytes(8 * len(COLUMNS)))
-
-
 class Row(msgspec.Struct, gc=False):
     """A number's record (or a pending delta of one): seen times, call count, scaled evidence.
 
-    Not tracked by the garbage collector (nor is its float array): a million cached rows add
-    nothing to a collection's work.
+    Flat fields, no containers, not tracked by the garbage collector: a million cached rows add
+    nothing to a collection's work (an ``array`` or ``list`` per row would: both are tracked).
     """
 
     number: int
     first_seen: float = math.inf
     last_seen: float = -math.inf
     calls: int = 0
-    values: array[float] = msgspec.field(default_factory=_zeros)
+    reports: float = 0.0
+    screen_failed: float = 0.0
+    screen_passed: float = 0.0
+    legit_calls: float = 0.0
+    short_calls: float = 0.0
+    blocks: float = 0.0
+    peer_bad: float = 0.0
 
     def add(self, other: Row) -> None:
         self.first_seen = min(self.first_seen, other.first_seen)
         self.last_seen = max(self.last_seen, other.last_seen)
         self.calls += other.calls
-        values, more = self.values, other.values
-        for i in range(len(values)):
-            values[i] += more[i]
+        for name in COLUMNS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def add_to(self, column: int, amount: float) -> None:
+        name = COLUMNS[column]
+        setattr(self, name, getattr(self, name) + amount)
+
+    def values(self) -> tuple[float, ...]:
+        """The scaled evidence in :data:`COLUMNS` order."""
+        return (
+            self.reports,
+            self.screen_failed,
+            self.screen_passed,
+            self.legit_calls,
+            self.short_calls,
+            self.blocks,
+            self.peer_bad,
+        )
 
     def bad(self) -> float:
-        values = self.values
-        return values[REPORTS] + values[SCREEN_FAILED] + values[PEER_BAD]
+        return self.reports + self.screen_failed + self.peer_bad
 
     def copy(self) -> Row:
-        return Row(self.number, self.first_seen, self.last_seen, self.calls, array("d", self.values))
+        return replace(self)
 
 
 class ReputationView(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -248,7 +263,7 @@ class ReputationStore:
         low = block_id * BLOCK
         rows: dict[int, Row] = {}
         for record in self._conn.execute(_SELECT_BLOCK, (low, low + BLOCK - 1)):
-            rows[record[0]] = Row(record[0], record[1], record[2], record[3], array("d", record[4:]))
+            rows[record[0]] = Row(*record)
         for pending in (self._pending, self._sightings, *self._inflight):
             for delta in pending.get(block_id, {}).values():
                 existing = rows.get(delta.number)
@@ -279,19 +294,18 @@ class ReputationStore:
             if bad_100 == 0:
                 return UNKNOWN_VIEW
             return replace(UNKNOWN_VIEW, range_bad_10=bad_10, range_bad_100=bad_100)
-        v = row.values
         return ReputationView(
             known=True,
             first_seen=row.first_seen,
             last_seen=row.last_seen,
             calls=row.calls,
-            reports=v[REPORTS] * decay,
-            screen_failed=v[SCREEN_FAILED] * decay,
-            screen_passed=v[SCREEN_PASSED] * decay,
-            legit_calls=v[LEGIT_CALLS] * decay,
-            short_calls=v[SHORT_CALLS] * decay,
-            blocks=v[BLOCKS] * decay,
-            peer_bad=v[PEER_BAD] * decay,
+            reports=row.reports * decay,
+            screen_failed=row.screen_failed * decay,
+            screen_passed=row.screen_passed * decay,
+            legit_calls=row.legit_calls * decay,
+            short_calls=row.short_calls * decay,
+            blocks=row.blocks * decay,
+            peer_bad=row.peer_bad * decay,
             range_bad_10=bad_10,
             range_bad_100=bad_100,
         )
@@ -340,7 +354,7 @@ class ReputationStore:
         scaled = amount * self.scale(when)
         delta, row = self._delta(number, self._pending)
         for target in (delta, row):
-            target.values[column] += scaled
+            target.add_to(column, scaled)
             target.first_seen = min(target.first_seen, when)
         if log:
             self._pending_evidence.append((number, when, kind.value, amount, source[:64], note[:200]))
@@ -387,7 +401,7 @@ class ReputationStore:
         last = delta.last_seen if math.isfinite(delta.last_seen) else first
         if not math.isfinite(first):
             first = last = 0.0
-        return (delta.number, first, last, delta.calls, *delta.values)
+        return (delta.number, first, last, delta.calls, *delta.values())
 
     def invalidate(self) -> None:
         """Forget cached blocks (another process wrote to the database); pending deltas are kept."""
