@@ -91,8 +91,6 @@ class CallerWindow(msgspec.Struct, gc=False):
         times, callees, active, ends, flags, last = state
         if not (len(times) == len(callees) and len(ends) == len(flags)):
             raise ValueError("inconsistent pattern snapshot")
-        if any(not -128 <= flag <= 127 for flag in flags):
-            raise ValueError("bad flags in pattern snapshot")
         window = cls(
             times=tuple(times),
             callees=tuple(callees),

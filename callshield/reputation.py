@@ -31,7 +31,6 @@ REBASE_AFTER_HALF_LIVES = 300.0
 
 COLUMNS = ("reports", "screen_failed", "screen_passed", "legit_calls", "short_calls", "blocks", "peer_bad")
 REPORTS, SCREEN_FAILED, SCREEN_PASSED, LEGIT_CALLS, SHORT_CALLS, BLOCKS, PEER_BAD = range(len(COLUMNS))
-BAD_COLUMNS = (REPORTS, SCREEN_FAILED, PEER_BAD)
 
 
 class EvidenceKind(StrEnum):
