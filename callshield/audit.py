@@ -158,6 +158,15 @@ class AuditLog:
             found.update((r[0], DecisionRecord.from_row(r)) for r in cursor)
         return sorted(found.values(), key=lambda d: d.id, reverse=True)[:limit]
 
+    def screen_times(self, caller: str, since: float) -> tuple[float, ...]:
+        """When the caller was sent to an enforced screening challenge since ``since`` (committed rows)."""
+        cursor = self._conn.execute(
+            f"SELECT ts FROM decisions WHERE caller = ? AND ({NOTABLE}) AND id >= ? AND decided = 'screen' "
+            "AND mode = 'enforce' ORDER BY id LIMIT 100",
+            (caller, id_floor(since)),
+        )
+        return tuple(row[0] for row in cursor)
+
     def recent(self, limit: int = 50, *, action: str | None = None) -> list[DecisionRecord]:
         if action:
             cursor = self._conn.execute(

@@ -58,6 +58,9 @@ def _check_region(region: str) -> None:
         raise ValueError(f"unknown region {region!r}: use an ISO 3166 code such as US, GB, DE")
 
 
+_SOUND = re.compile(r"[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*")
+
+
 class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     pass
 
@@ -201,8 +204,32 @@ class PatternsConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=
 
 
 class ScreeningConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    in_session: bool = True
+    """Run the challenge inside the AGI/ARI session; false leaves ``screen`` for the dialplan to run."""
+    prompt: tuple[str, ...] = ("silence/1", "vm-press")
+    """Asterisk sounds played before the digit (core sounds, no extension); then ``digits/<digit>``."""
+    tries: int = 2
+    """Attempts; a wrong digit or silence uses one."""
+    digit_timeout: Seconds = Seconds(5.0)
+    """Seconds to wait for a key after the prompt of each attempt."""
+    max_challenges: int = 3
+    """Challenges one caller gets within ``challenge_window``; past that a screen verdict blocks."""
+    challenge_window: Seconds = Seconds(3600.0)
     pass_ttl: Seconds = Seconds(86400.0)
     """How long a passed screening lets the same caller reach the same callee without a new challenge."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.tries <= 5:
+            raise ValueError("tries must be 1..5")
+        if not 0.5 <= self.digit_timeout <= 30:
+            raise ValueError("digit_timeout must be between 0.5 and 30 seconds")
+        if self.max_challenges < 1:
+            raise ValueError("max_challenges must be at least 1")
+        if self.challenge_window < 60:
+            raise ValueError("challenge_window must be at least 60 seconds")
+        for sound in self.prompt:
+            if not _SOUND.fullmatch(sound):
+                raise ValueError(f"prompt sound {sound!r} is not a sound name such as 'vm-press' or 'silence/1'")
 
 
 class SafetyConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -41,10 +41,15 @@ from callshield.verdict import Action, Call, CallOutcome, Mode, Reason, ScreenRe
 log = logging.getLogger(__name__)
 
 RECENT_DECISIONS = 200_000
+CHALLENGED_CALLERS = 100_000
+"""Callers whose recent screening challenges are counted in memory (others are counted from the audit log)."""
+SCREENED_IDS = 100_000
+"""Decisions whose screening result is remembered in memory, so a result is taken once."""
 """Decisions remembered in memory for the hangup feedback (older ones are looked up in the audit log)."""
 _SCREEN_WEIGHT = {ScreenResult.FAILED: 1.0, ScreenResult.TIMEOUT: 0.5}
 # Enum member lookups cost ~2 µs each on Python 3.11: the decision path reads these instead.
-_CONNECT, _BLOCK, _ENFORCE, _ALLOW = Action.CONNECT, Action.BLOCK, Mode.ENFORCE, RuleAction.ALLOW
+_CONNECT, _BLOCK, _SCREEN = Action.CONNECT, Action.BLOCK, Action.SCREEN
+_ENFORCE, _ALLOW = Mode.ENFORCE, RuleAction.ALLOW
 _NUMBER, _SHORT_CODE = NumberKind.NUMBER, NumberKind.SHORT_CODE
 
 
@@ -94,6 +99,8 @@ class Firewall:
         self._custom_scorer = scorer
         self._recent: OrderedDict[str, _Recent] = OrderedDict()
         self._passes: dict[tuple[int, str], float] = {}
+        self._challenges: OrderedDict[int, tuple[float, ...]] = OrderedDict()
+        self._screened_ids: OrderedDict[str, None] = OrderedDict()
         self._pass_writes: list[tuple[int, str, float]] = []
         self._retry: list[db.Statement] = []
         self._last_snapshot = now
@@ -237,7 +244,40 @@ class Firewall:
             if expires is not None and now < expires:
                 why = Reason(code="screen:passed", points=0.0, detail="passed screening recently for this callee")
                 return _CONNECT, score, (why, *findings), cause
-        return action_for(score, self._config.policy), score, findings, cause
+        action = action_for(score, self._config.policy)
+        if action is _SCREEN and caller.key is not None:
+            limit = self._challenge_limit(caller.key, caller.label(), now)
+            if limit is not None:
+                return _BLOCK, score, (limit, *findings), cause
+        return action, score, findings, cause
+
+    def _challenge_limit(self, key: int, caller: str, now: float) -> Reason | None:
+        """The reason to block instead of screening when the caller had its challenges for the window."""
+        screening = self._config.screening
+        times = self._challenge_times(key, caller, now)
+        if len(times) < screening.max_challenges:
+            return None
+        return Reason(
+            code="screen:limit",
+            points=0.0,
+            detail=f"{len(times)} screening challenges within {screening.challenge_window:g} s: blocked",
+        )
+
+    def _challenge_times(self, key: int, caller: str, now: float) -> tuple[float, ...]:
+        since = now - self._config.screening.challenge_window
+        times = self._challenges.get(key)
+        if times is None:
+            times = self.audit.screen_times(caller, since)
+        else:
+            self._challenges.move_to_end(key)
+        return tuple(t for t in times if t >= since)
+
+    def _count_challenge(self, key: int, caller: str, now: float) -> None:
+        challenges = self._challenges
+        challenges[key] = (*self._challenge_times(key, caller, now), now)
+        challenges.move_to_end(key)
+        if len(challenges) > CHALLENGED_CALLERS:
+            challenges.popitem(last=False)
 
     def _safety(self, call: Call, caller: NumberInfo, callee: NumberInfo | None) -> Reason | None:
         region = caller.region or self._config.node.default_region
@@ -262,6 +302,8 @@ class Firewall:
             self.store.record_call(key, now)
             if verdict.decided is _BLOCK:
                 self.store.add_evidence(key, EvidenceKind.BLOCK, now)
+            elif verdict.action is _SCREEN:
+                self._count_challenge(key, verdict.caller, now)
         self.audit.record(verdict, channel=channel)
         recent = self._recent
         if len(recent) >= RECENT_DECISIONS:
@@ -313,6 +355,9 @@ class Firewall:
         if found is None:
             self.counters["screen:unknown"] += 1
             return False
+        if not self._first_screen_result(decision_id):
+            self.counters["screen:duplicate"] += 1
+            return False
         now = self._clock.now()
         action = Action.CONNECT if result is ScreenResult.PASSED else Action.BLOCK
         self.audit.record_screen(decision_id, result.value, action.value)
@@ -334,6 +379,21 @@ class Firewall:
                 source="screening",
                 note=result.value,
             )
+        return True
+
+    def _first_screen_result(self, decision_id: str) -> bool:
+        """True once per decision: the challenge's result is taken from the session that ran it, and
+        a copy arriving later (the hangup feedback) is ignored."""
+        seen = self._screened_ids
+        if decision_id in seen:
+            return False
+        if decision_id not in self._recent:
+            record = self.audit.get(decision_id)
+            if record is not None and record.screen is not None:
+                return False
+        seen[decision_id] = None
+        if len(seen) > SCREENED_IDS:
+            seen.popitem(last=False)
         return True
 
     def report(
