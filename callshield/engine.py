@@ -28,7 +28,7 @@ import phonenumbers
 from callshield import db
 from callshield.audit import AuditLog, decision_id
 from callshield.clock import Clock, SystemClock
-from callshield.config import Config, NumberingConfig
+from callshield.config import Config, NumberingConfig, ScreeningConfig
 from callshield.features import feature_vector
 from callshield.liststore import ListStore
 from callshield.numbers import Normalizer, NumberInfo, NumberKind
@@ -46,6 +46,8 @@ CHALLENGED_CALLERS = 100_000
 SCREENED_IDS = 100_000
 """Decisions whose screening result is remembered in memory, so a result is taken once."""
 """Decisions remembered in memory for the hangup feedback (older ones are looked up in the audit log)."""
+FED_BACK_IDS = 200_000
+"""Decisions whose hangup feedback is remembered in memory, so an outcome is taken once."""
 _SCREEN_WEIGHT = {ScreenResult.FAILED: 1.0, ScreenResult.TIMEOUT: 0.5}
 # Enum member lookups cost ~2 µs each on Python 3.11: the decision path reads these instead.
 _CONNECT, _BLOCK, _SCREEN = Action.CONNECT, Action.BLOCK, Action.SCREEN
@@ -101,6 +103,7 @@ class Firewall:
         self._passes: dict[tuple[int, str], float] = {}
         self._challenges: OrderedDict[int, tuple[float, ...]] = OrderedDict()
         self._screened_ids: OrderedDict[str, None] = OrderedDict()
+        self._fed_back_ids: OrderedDict[str, None] = OrderedDict()
         self._pass_writes: list[tuple[int, str, float]] = []
         self._retry: list[db.Statement] = []
         self._last_snapshot = now
@@ -134,6 +137,12 @@ class Firewall:
     def connection(self) -> sqlite3.Connection:
         """The node database (for bulk work such as imports)."""
         return self._conn
+
+    @property
+    def screening(self) -> ScreeningConfig | None:
+        """The challenge settings when the AGI/ARI session runs the challenge; None leaves it to the dialplan."""
+        screening = self._config.screening
+        return screening if screening.in_session else None
 
     @property
     def clock(self) -> Clock:
@@ -324,10 +333,17 @@ class Firewall:
         return _Recent(key, record.callee, record.ts, Action(record.action))
 
     def feedback(self, outcome: CallOutcome) -> bool:
-        """Learn from how a decided call ended; ``False`` if the decision id is unknown."""
+        """Learn from how a decided call ended; ``False`` if the decision id is unknown or already has its outcome.
+
+        Taken once per decision: with ``CALLSHIELD_VIA=ari`` both the ARI app and the dialplan's
+        hangup handler may report the same call, and the second report must not count it twice.
+        """
         found = self._lookup(outcome.decision_id)
         if found is None:
             self.counters["feedback:unknown"] += 1
+            return False
+        if not self._first_feedback(outcome.decision_id):
+            self.counters["feedback:duplicate"] += 1
             return False
         ended_at = outcome.ended_at if outcome.ended_at is not None else self._clock.now()
         billsec = outcome.billsec if outcome.billsec >= 0 else 0.0
@@ -393,6 +409,21 @@ class Firewall:
                 return False
         seen[decision_id] = None
         if len(seen) > SCREENED_IDS:
+            seen.popitem(last=False)
+        return True
+
+    def _first_feedback(self, decision_id: str) -> bool:
+        """True once per decision id. Recent ids are remembered in memory (bounded); an older one is
+        known to be done when its committed audit row has an end time."""
+        seen = self._fed_back_ids
+        if decision_id in seen:
+            return False
+        if decision_id not in self._recent:
+            record = self.audit.get(decision_id)
+            if record is not None and record.ended is not None:
+                return False
+        seen[decision_id] = None
+        if len(seen) > FED_BACK_IDS:
             seen.popitem(last=False)
         return True
 

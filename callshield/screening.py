@@ -21,7 +21,9 @@ Usage by an adapter::
 
 from __future__ import annotations
 
+import os
 import random
+from collections.abc import Mapping
 from typing import Final
 
 import msgspec
@@ -29,7 +31,17 @@ import msgspec
 from callshield.config import ScreeningConfig
 from callshield.verdict import ScreenResult
 
-__all__ = ["KEYS", "Challenge", "Finished", "Listen", "Play", "Step"]
+__all__ = [
+    "KEYS",
+    "SEED_VARIABLE",
+    "Challenge",
+    "Finished",
+    "Listen",
+    "Play",
+    "Step",
+    "challenge_rng",
+    "key_from_result",
+]
 
 KEYS: Final = "0123456789*#"
 """The keys that interrupt a prompt (AGI escape digits)."""
@@ -136,3 +148,26 @@ class Challenge:
             return
         self._attempt += 1
         self._position = 0
+
+
+SEED_VARIABLE: Final = "CALLSHIELD_SCREEN_SEED"
+"""Environment variable that fixes the challenge digits (tests only: a known seed makes them guessable)."""
+
+
+def challenge_rng(environ: Mapping[str, str] | None = None) -> random.Random:
+    """The RNG challenges draw their digit from: the OS's, unless ``CALLSHIELD_SCREEN_SEED`` is set."""
+    seed = (os.environ if environ is None else environ).get(SEED_VARIABLE, "")
+    if seed:
+        return random.Random(int(seed))
+    return random.SystemRandom()
+
+
+def key_from_result(result: str | None) -> str | None:
+    """The key an AGI playback or WAIT FOR DIGIT reply reports (``result=`` is its ASCII code), or None."""
+    if result is None or not result.isdigit():
+        return None
+    code = int(result)
+    if code <= 0 or code > 127:
+        return None
+    key = chr(code)
+    return key if key in KEYS else None

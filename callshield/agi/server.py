@@ -41,6 +41,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import random
 import re
 import socket
 from collections.abc import Mapping, Sequence
@@ -58,7 +59,9 @@ from callshield.agi.protocol import (
     RemoteProtocolError,
     Reply,
 )
-from callshield.verdict import Action, Call, CallOutcome, Verdict
+from callshield.config import ScreeningConfig
+from callshield.screening import KEYS, Challenge, Finished, Play, challenge_rng, key_from_result
+from callshield.verdict import Action, Call, CallOutcome, ScreenResult, Verdict
 
 __all__ = [
     "HANGUP_SCRIPT",
@@ -70,6 +73,7 @@ __all__ = [
     "call_from_header",
     "outcome_from_args",
     "run_server",
+    "screen_from_args",
     "trunk_from_channel",
     "verdict_variables",
 ]
@@ -86,6 +90,8 @@ VALUE_LIMIT: Final = 128
 """Longest text value callshield puts in a channel variable."""
 UNKNOWN_SCRIPTS_LOGGED: Final = 100
 """Distinct unknown script names logged at WARNING; later ones only at DEBUG."""
+SOUND_LIMIT: Final = 30.0
+"""Seconds one prompt sound of the screening challenge may play before the peer counts as stuck."""
 
 
 class DecisionEngine(Protocol):
@@ -97,6 +103,15 @@ class DecisionEngine(Protocol):
 
     def feedback(self, outcome: CallOutcome) -> object:
         """Learn how a decided call ended (synchronous; the result is ignored)."""
+        ...
+
+    def screened(self, decision_id: str, result: ScreenResult) -> object:
+        """Learn a screening challenge's result (taken once per decision; the result is ignored)."""
+        ...
+
+    @property
+    def screening(self) -> ScreeningConfig | None:
+        """The challenge settings when sessions run the screening challenge; None leaves it to the dialplan."""
         ...
 
 
@@ -154,6 +169,12 @@ class AgiServerStats:
     feedback_without_id: int = 0
     """Hangup feedback without a decision id (the inbound AGI had not set one)."""
     unknown_scripts: int = 0
+    challenges: int = 0
+    """Screening challenges run in a session."""
+    screen_passed: int = 0
+    screen_failed: int = 0
+    screen_timeout: int = 0
+    """Challenges nobody answered in time, or whose caller hung up first."""
     hangups: int = 0
     """HANGUP lines: the caller hung up while callshield was answering."""
     refused_commands: int = 0
@@ -232,6 +253,17 @@ def outcome_from_args(args: Sequence[str]) -> tuple[CallOutcome | None, bool]:
     return outcome, junk
 
 
+def screen_from_args(args: Sequence[str]) -> ScreenResult | None:
+    """The dialplan's CALLSHIELD_SCREEN in the hangup feedback (``agi_arg_5``), when it ran a challenge."""
+    if len(args) < 5:
+        return None
+    value = args[4].strip().lower()
+    for result in ScreenResult:
+        if result.value == value:
+            return result
+    return None
+
+
 def verdict_variables(verdict: Verdict, *, cause_default: int = 21) -> tuple[tuple[str, str], ...]:
     """The channel variables for a verdict, in the order they are set (CALLSHIELD_ACTION last)."""
     cause = verdict.cause if 1 <= verdict.cause <= 127 else cause_default
@@ -270,6 +302,7 @@ class _Session:
         settings: AgiServerSettings,
         stats: AgiServerStats,
         unknown_scripts: set[str],
+        rng: random.Random,
     ) -> None:
         self._reader = reader
         self._writer = writer
@@ -277,6 +310,7 @@ class _Session:
         self._settings = settings
         self._stats = stats
         self._unknown_scripts = unknown_scripts
+        self._rng = rng
         self._conn = AgiConnection(
             max_line=settings.max_line,
             max_header_lines=settings.max_header_lines,
@@ -318,15 +352,66 @@ class _Session:
             await self._fail_open("timeout")
             return
         if completed and verdict is not None and verdict.action is Action.SCREEN:
-            await self.screen_challenge(header, verdict)
+            screening = self._engine.screening
+            if screening is not None:
+                await self._screen(verdict, screening)
 
-    async def screen_challenge(self, header: Header, verdict: Verdict) -> None:
-        """Hook for running the screening challenge inside this AGI session.
+    async def _screen(self, verdict: Verdict, screening: ScreeningConfig) -> None:
+        """Run the challenge, tell the engine, then set CALLSHIELD_SCREEN and CALLSHIELD_ACTION again.
 
-        Called after the variables of a ``screen`` verdict are set (CALLSHIELD_ACTION=screen). A
-        challenge would answer, play a prompt, read a digit, then set CALLSHIELD_ACTION to connect
-        or block and CALLSHIELD_SCREEN. Until then the dialplan runs the challenge itself.
+        CALLSHIELD_ACTION is ``screen`` while it runs: a session cut short leaves the call to the
+        dialplan, which connects it (fail open) unless it runs its own challenge.
         """
+        stats = self._stats
+        stats.challenges += 1
+        challenge = Challenge.new(screening, self._rng)
+        try:
+            result = await self._run_challenge(challenge)
+        except TimeoutError:
+            self._record_screen(verdict, challenge.hung_up())
+            raise  # the peer is stuck: the session ends as any other that times out
+        self._record_screen(verdict, result)
+        if self.hangup_seen:
+            return
+        action = Action.CONNECT if result is ScreenResult.PASSED else Action.BLOCK
+        await self._set_variables((("CALLSHIELD_SCREEN", result.value), ("CALLSHIELD_ACTION", action.value)))
+
+    async def _run_challenge(self, challenge: Challenge) -> ScreenResult:
+        command_timeout = self._settings.command_timeout
+        async with asyncio.timeout(command_timeout):
+            reply = await self._command("ANSWER")
+        if not self._answered(reply):
+            return challenge.hung_up()
+        while not isinstance(step := challenge.next_step(), Finished):
+            if isinstance(step, Play):
+                async with asyncio.timeout(SOUND_LIMIT + command_timeout):
+                    reply = await self._command("STREAM FILE", step.sound, KEYS)
+            else:
+                async with asyncio.timeout(step.timeout + command_timeout):
+                    reply = await self._command("WAIT FOR DIGIT", int(step.timeout * 1000))
+            if not self._answered(reply):
+                return challenge.hung_up()
+            assert reply is not None
+            challenge.heard(key_from_result(reply.result))
+        return step.result
+
+    def _answered(self, reply: Reply | None) -> bool:
+        """Whether a challenge step went through: not refused, no hangup, no ``result=-1`` (channel gone)."""
+        return self._may_continue(reply) and reply is not None and not (reply.result or "").startswith("-")
+
+    def _record_screen(self, verdict: Verdict, result: ScreenResult) -> None:
+        stats = self._stats
+        if result is ScreenResult.PASSED:
+            stats.screen_passed += 1
+        elif result is ScreenResult.FAILED:
+            stats.screen_failed += 1
+        else:
+            stats.screen_timeout += 1
+        try:
+            self._engine.screened(verdict.id, result)
+        except Exception:
+            stats.engine_errors += 1
+            logger.exception("engine.screened() failed for decision %s", verdict.id)
 
     def _hangup(self, header: Header) -> None:
         outcome, junk = outcome_from_args(header.args)
@@ -337,6 +422,9 @@ class _Session:
             self._stats.feedback_without_id += 1
             return
         try:
+            screen = screen_from_args(header.args)
+            if screen is not None:  # a challenge the dialplan ran (one the server ran is not counted twice)
+                self._engine.screened(outcome.decision_id, screen)
             self._engine.feedback(outcome)
         except Exception:
             self._stats.engine_errors += 1
@@ -462,8 +550,15 @@ class AgiServer:
         await server.close(grace=5.0)
     """
 
-    def __init__(self, engine: DecisionEngine, settings: AgiServerSettings | None = None) -> None:
+    def __init__(
+        self,
+        engine: DecisionEngine,
+        settings: AgiServerSettings | None = None,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
         self._engine = engine
+        self._rng = rng if rng is not None else challenge_rng()
         self._settings = settings if settings is not None else AgiServerSettings()
         self._stats = AgiServerStats()
         self._server: asyncio.Server | None = None
@@ -585,6 +680,7 @@ class AgiServer:
             settings=self._settings,
             stats=stats,
             unknown_scripts=self._unknown_scripts,
+            rng=self._rng,
         )
         try:
             await session.run()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import re
 import socket
 import time
@@ -20,10 +21,13 @@ from callshield.agi.server import (
     call_from_header,
     outcome_from_args,
     run_server,
+    screen_from_args,
     trunk_from_channel,
     verdict_variables,
 )
-from callshield.verdict import Action, Call, CallOutcome, Mode, Verdict
+from callshield.config import ScreeningConfig
+from callshield.config import Seconds as Sec
+from callshield.verdict import Action, Call, CallOutcome, Mode, ScreenResult, Verdict
 
 FAST = AgiServerSettings(port=0, header_timeout=0.5, command_timeout=0.5, decision_timeout=0.3)
 SLACK = 0.5  # scheduling allowance on a loaded machine
@@ -58,6 +62,8 @@ class FakeEngine:
     fail: bool = False
     calls: list[Call] = field(default_factory=list)
     outcomes: list[CallOutcome] = field(default_factory=list)
+    screening: ScreeningConfig | None = None
+    screens: list[tuple[str, ScreenResult]] = field(default_factory=list)
 
     def decide(self, call: Call) -> Verdict:
         self.calls.append(call)
@@ -69,6 +75,9 @@ class FakeEngine:
 
     def feedback(self, outcome: CallOutcome) -> None:
         self.outcomes.append(outcome)
+
+    def screened(self, decision_id: str, result: ScreenResult) -> None:
+        self.screens.append((decision_id, result))
 
 
 Answer = Callable[[str], bytes | None]
@@ -256,6 +265,172 @@ async def test_screen_verdict_is_returned_for_the_dialplan(server: AgiServer, en
     engine.action = Action.SCREEN
     side = await fake_asterisk(server.port, PSTN_CALL)
     assert side.commands == verdict_commands(1, "screen")
+
+
+# ---------------------------------------------------------------------------------------------------
+# The screening challenge in the session
+# ---------------------------------------------------------------------------------------------------
+
+SEED = 7
+DIGIT = str(random.Random(SEED).randint(1, 9))
+WRONG = "1" if DIGIT != "1" else "2"
+SCREENING = ScreeningConfig(prompt=("silence/1", "vm-press"), tries=2, digit_timeout=Sec(0.5))
+
+
+def key_reply(key: str | None) -> bytes:
+    """Asterisk's reply to a playback or WAIT FOR DIGIT: the key's ASCII code, 0 for none."""
+    return f"200 result={ord(key) if key else 0} endpos=8000\n".encode()
+
+
+def caller_pressing(keys: dict[str, list[str | None]]) -> Answer:
+    """An Asterisk whose caller presses keys[command word] in turn (WAIT/STREAM), else nothing."""
+    queues = {word: list(pressed) for word, pressed in keys.items()}
+
+    def answer(command: str) -> bytes:
+        word = command.split(maxsplit=1)[0]
+        if word in ("STREAM", "WAIT"):
+            queue = queues.get(word, [])
+            return key_reply(queue.pop(0) if queue else None)
+        return b"200 result=0\n"
+
+    return answer
+
+
+CHALLENGE = [
+    "ANSWER",
+    "STREAM FILE silence/1 0123456789*#",
+    "STREAM FILE vm-press 0123456789*#",
+    f"STREAM FILE digits/{DIGIT} 0123456789*#",
+    "WAIT FOR DIGIT 500",
+]
+
+
+@pytest.fixture
+async def screening_server(engine: FakeEngine) -> AsyncIterator[AgiServer]:
+    engine.action = Action.SCREEN
+    engine.screening = SCREENING
+    agi = AgiServer(engine, FAST, rng=random.Random(SEED))
+    await agi.start()
+    yield agi
+    await agi.close(grace=1.0)
+
+
+async def test_right_digit_passes_and_connects(screening_server: AgiServer, engine: FakeEngine) -> None:
+    side = await fake_asterisk(screening_server.port, PSTN_CALL, caller_pressing({"WAIT": [DIGIT]}))
+    assert side.commands == [
+        *verdict_commands(1, "screen"),
+        *CHALLENGE,
+        "SET VARIABLE CALLSHIELD_SCREEN passed",
+        "SET VARIABLE CALLSHIELD_ACTION connect",
+    ]
+    assert engine.screens == [("d1", ScreenResult.PASSED)]
+    stats = screening_server.stats
+    assert (stats.challenges, stats.screen_passed) == (1, 1)
+
+
+async def test_key_during_the_prompt_barges_in(screening_server: AgiServer, engine: FakeEngine) -> None:
+    side = await fake_asterisk(screening_server.port, PSTN_CALL, caller_pressing({"STREAM": [None, DIGIT]}))
+    assert side.commands == [
+        *verdict_commands(1, "screen"),
+        *CHALLENGE[:3],
+        "SET VARIABLE CALLSHIELD_SCREEN passed",
+        "SET VARIABLE CALLSHIELD_ACTION connect",
+    ]
+
+
+async def test_wrong_digit_then_right_one_passes_on_the_second_try(
+    screening_server: AgiServer, engine: FakeEngine
+) -> None:
+    side = await fake_asterisk(screening_server.port, PSTN_CALL, caller_pressing({"WAIT": [WRONG, DIGIT]}))
+    assert side.commands[5:] == [
+        *CHALLENGE,
+        *CHALLENGE[1:],
+        "SET VARIABLE CALLSHIELD_SCREEN passed",
+        "SET VARIABLE CALLSHIELD_ACTION connect",
+    ]
+    assert engine.screens == [("d1", ScreenResult.PASSED)]
+
+
+async def test_wrong_digits_fail_and_block(screening_server: AgiServer, engine: FakeEngine) -> None:
+    side = await fake_asterisk(screening_server.port, PSTN_CALL, caller_pressing({"WAIT": [WRONG, None]}))
+    assert side.commands[-2:] == ["SET VARIABLE CALLSHIELD_SCREEN failed", "SET VARIABLE CALLSHIELD_ACTION block"]
+    assert side.commands.count("WAIT FOR DIGIT 500") == 2
+    assert engine.screens == [("d1", ScreenResult.FAILED)]
+
+
+async def test_silence_times_out_and_blocks(screening_server: AgiServer, engine: FakeEngine) -> None:
+    side = await fake_asterisk(screening_server.port, PSTN_CALL, caller_pressing({}))
+    assert side.commands[-2:] == ["SET VARIABLE CALLSHIELD_SCREEN timeout", "SET VARIABLE CALLSHIELD_ACTION block"]
+    assert side.commands.count("ANSWER") == 1
+    assert engine.screens == [("d1", ScreenResult.TIMEOUT)]
+    assert screening_server.stats.screen_timeout == 1
+
+
+async def test_hangup_during_the_challenge_is_not_a_pass(screening_server: AgiServer, engine: FakeEngine) -> None:
+    def hangs_up(command: str) -> bytes:
+        if command.startswith("STREAM FILE vm-press"):
+            return b"HANGUP\n200 result=-1 endpos=0\n"
+        return b"200 result=0\n"
+
+    side = await fake_asterisk(screening_server.port, PSTN_CALL, hangs_up)
+    assert side.commands == [*verdict_commands(1, "screen"), *CHALLENGE[:3]]
+    assert side.closed
+    assert engine.screens == [("d1", ScreenResult.TIMEOUT)]
+
+
+async def test_dead_channel_during_the_challenge(screening_server: AgiServer, engine: FakeEngine) -> None:
+    def dead(command: str) -> bytes:
+        return b"200 result=-1\n" if command == "ANSWER" else b"200 result=0\n"
+
+    side = await fake_asterisk(screening_server.port, PSTN_CALL, dead)
+    assert side.commands == [
+        *verdict_commands(1, "screen"),
+        "ANSWER",
+        "SET VARIABLE CALLSHIELD_SCREEN timeout",
+        "SET VARIABLE CALLSHIELD_ACTION block",
+    ]
+    assert engine.screens == [("d1", ScreenResult.TIMEOUT)]
+
+
+async def test_stuck_peer_during_the_challenge_is_released(screening_server: AgiServer, engine: FakeEngine) -> None:
+    def stuck(command: str) -> bytes | None:
+        return None if command.startswith("WAIT") else b"200 result=0\n"
+
+    side = await fake_asterisk(screening_server.port, PSTN_CALL, stuck, limit=0.5 + FAST.command_timeout + 2 * SLACK)
+    assert side.closed
+    assert engine.screens == [("d1", ScreenResult.TIMEOUT)]
+    assert screening_server.stats.timeouts == 1
+    engine.action = Action.BLOCK
+    await assert_still_serving(screening_server, engine)
+
+
+async def test_blocked_and_connected_calls_get_no_challenge(screening_server: AgiServer, engine: FakeEngine) -> None:
+    engine.action = Action.BLOCK
+    side = await fake_asterisk(screening_server.port, PSTN_CALL, caller_pressing({}))
+    assert side.commands == verdict_commands(1, "block")
+    assert engine.screens == []
+
+
+async def test_hangup_feedback_carries_a_dialplan_challenge_result(server: AgiServer, engine: FakeEngine) -> None:
+    await fake_asterisk(server.port, header("hangup", "d-3", "ANSWER", "40", "16", "passed"))
+    await fake_asterisk(server.port, header("hangup", "d-4", "", "0", "21", ""))
+    assert engine.screens == [("d-3", ScreenResult.PASSED)]
+    assert [o.decision_id for o in engine.outcomes] == ["d-3", "d-4"]
+
+
+@pytest.mark.parametrize(
+    ("args", "result"),
+    [
+        (("d1", "ANSWER", "3", "16", "passed"), ScreenResult.PASSED),
+        (("d1", "", "0", "21", " Timeout "), ScreenResult.TIMEOUT),
+        (("d1", "", "0", "21", "failed"), ScreenResult.FAILED),
+        (("d1", "", "0", "21", ""), None),
+        (("d1", "", "0", "21", "maybe"), None),
+        (("d1", "", "0", "21"), None),
+    ],
+)
+def test_screen_from_args(args: tuple[str, ...], result: ScreenResult | None) -> None:
+    assert screen_from_args(args) is result
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -136,6 +136,70 @@ def test_screening_pass_allows_caller_to_that_callee_only(make_firewall: Firewal
     assert later.reason != "screen:passed"
 
 
+SCREENED_CALLER = "+17185550123"
+CAPPED = """
+[screening]
+max_challenges = 2
+challenge_window = "10m"
+"""
+
+
+def screen_once(fw: Firewall, callee: str = "+13125550100") -> str:
+    verdict = fw.decide(Call(caller=SCREENED_CALLER, callee=callee))
+    return verdict.reason if verdict.action is not Action.SCREEN else "screen"
+
+
+def test_challenges_per_caller_are_capped(make_firewall: FirewallFactory, clock: ManualClock) -> None:
+    fw = make_firewall(CAPPED)
+    fw.report(SCREENED_CALLER, weight=1.5)
+    for _ in range(3):  # checks (callshield check) are not challenges
+        assert fw.decide(Call(caller=SCREENED_CALLER, callee="+13125550100"), record=False).action is Action.SCREEN
+    assert [screen_once(fw, f"+1312555010{n}") for n in range(2)] == ["screen", "screen"]
+    capped = fw.decide(Call(caller=SCREENED_CALLER, callee="+13125550109"))
+    assert (capped.action, capped.decided, capped.reason) == (Action.BLOCK, Action.BLOCK, "screen:limit")
+    assert "2 screening challenges" in capped.reasons[0].detail
+    assert fw.decide(Call(caller="+17185550124", callee="+13125550100")).action is not Action.BLOCK
+    clock.advance(601)
+    assert screen_once(fw) == "screen"
+
+
+def test_challenge_cap_survives_a_restart(make_firewall: FirewallFactory, tmp_path: Path) -> None:
+    fw = make_firewall(CAPPED)
+    fw.report(SCREENED_CALLER, weight=1.5)
+    assert [screen_once(fw), screen_once(fw)] == ["screen", "screen"]
+    fw.flush()
+    fw.close()
+    assert screen_once(make_firewall(CAPPED)) == "screen:limit"
+
+
+def test_shadow_mode_uses_no_challenges(make_firewall: FirewallFactory, clock: ManualClock) -> None:
+    shadow = make_firewall(CAPPED + '[policy]\nmode = "shadow"\n')
+    shadow.report(SCREENED_CALLER, weight=1.5)
+    for n in range(3):
+        verdict = shadow.decide(Call(caller=SCREENED_CALLER, callee="+13125550100"))
+        assert (verdict.action, verdict.reason) == (Action.CONNECT, "reputation:reports"), n
+        clock.advance(120)
+
+
+def test_a_screen_result_is_taken_once(make_firewall: FirewallFactory) -> None:
+    fw = make_firewall("")
+    fw.report(SCREENED_CALLER, weight=1.5)
+    verdict = fw.decide(Call(caller=SCREENED_CALLER, callee="+13125550100"))
+    assert fw.screened(verdict.id, ScreenResult.FAILED)
+    assert not fw.screened(verdict.id, ScreenResult.FAILED)  # e.g. again from the hangup feedback
+    assert fw.counters["screen:duplicate"] == 1
+    fw.flush()
+    fw.close()
+    reopened = make_firewall("")
+    assert not reopened.screened(verdict.id, ScreenResult.PASSED)  # the audit log has the result
+    assert reopened.audit.get(verdict.id).screen == "failed"  # type: ignore[union-attr]
+
+
+def test_screening_in_session_can_be_left_to_the_dialplan(make_firewall: FirewallFactory) -> None:
+    assert make_firewall("").screening is not None
+    assert make_firewall("[screening]\nin_session = false\n").screening is None
+
+
 def test_screen_failures_raise_risk(make_firewall: FirewallFactory) -> None:
     fw = make_firewall("")
     caller = "+17185550123"
