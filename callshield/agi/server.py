@@ -3,8 +3,8 @@
 The conversation rules live in the sans-I/O codec (:mod:`callshield.agi.protocol`); this module only
 moves bytes, keeps time and talks to the decision engine. The dialplan side is contract 1 of
 ``DESIGN.md``: ``AGI(agi://HOST:4573/inbound)`` before the call is routed and
-``AGI(agi://HOST:4573/hangup,${CALLSHIELD_ID},${DIALSTATUS},${CDR(billsec)},${HANGUPCAUSE})`` in a
-hangup handler.
+``AGI(agi://HOST:4573/hangup,${CALLSHIELD_ID},${DIALSTATUS},${CDR(billsec)},${HANGUPCAUSE},${CALLSHIELD_SCREEN})``
+in a hangup handler.
 
 Scripts (the path of the AGI URL, query string ignored, case-insensitive):
 
@@ -15,7 +15,13 @@ Scripts (the path of the AGI URL, query string ignored, case-insensitive):
   action whose cause, reason and id are already in place.
 - ``hangup``: arguments (decision id, DIALSTATUS, billsec, HANGUPCAUSE) become a
   :class:`~callshield.verdict.CallOutcome` for ``engine.feedback()``; no commands are sent. Junk
-  fields are tolerated (billsec 0, cause None) and counted.
+  fields are tolerated (billsec 0, cause None) and counted. A fifth argument, CALLSHIELD_SCREEN,
+  brings the result of a challenge the dialplan ran to ``engine.screened()``.
+
+Screening: for a ``screen`` verdict, when the engine's ``screening`` settings say so, the session
+runs the challenge of :mod:`callshield.screening` after the variables are set (ANSWER, STREAM FILE
+with every key as escape digit, WAIT FOR DIGIT), reports the result to ``engine.screened()``, and
+sets CALLSHIELD_SCREEN and CALLSHIELD_ACTION (connect or block) again.
 - anything else: logged (once per name) and counted, and answered CALLSHIELD_REASON=unknown-script,
   CALLSHIELD_ACTION=connect: the call connects as it would anyway (fail open), and a typo in the
   dialplan shows on the Asterisk side too instead of passing silently as AGISTATUS=SUCCESS.

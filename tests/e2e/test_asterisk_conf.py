@@ -126,6 +126,7 @@ def test_block_connect_and_hangup_feedback(asterisk: Sandbox, fake_agi: FakeAgi)
     assert answered["agi_arg_4"] == "16"
     blocked = feedback["id14155550666"]
     assert (blocked["agi_arg_2"], blocked["agi_arg_3"], blocked["agi_arg_4"]) == ("", "0", "21")
+    assert blocked["agi_arg_5"] == ""  # no screening
     assert feedback["id14155550017"]["agi_arg_4"] == "17"
 
 
@@ -175,3 +176,4 @@ def test_dialplan_screening_variant(asterisk: Sandbox, fake_agi: FakeAgi) -> Non
     asterisk.wait_idle()
     results = sorted(s.replies[0] for s in fake_agi.by_script("hangup"))
     assert results == ["200 result=1 (passed)", "200 result=1 (timeout)"]
+    assert sorted(s.header["agi_arg_5"] for s in fake_agi.by_script("hangup")) == ["passed", "timeout"]

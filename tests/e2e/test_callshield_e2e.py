@@ -57,16 +57,18 @@ SWEEP_DIDS = [f"+1312555{1000 + i}" for i in range(12)]
 class CallshieldServer:
     """``callshield serve`` as a subprocess on a fixed port, plus the CLI on the same database."""
 
-    def __init__(self, workdir: Path, host: str, port: int) -> None:
+    def __init__(
+        self, workdir: Path, host: str, port: int, *, config: str = CONFIG, env: dict[str, str] | None = None
+    ) -> None:
         self.workdir = workdir
         self.host = host
         self.port = port
         self.config = workdir / "callshield.toml"
         self.database = workdir / "callshield.sqlite3"
         self.log = workdir / "serve.log"
-        self.config.write_text(CONFIG, encoding="utf-8")
+        self.config.write_text(config, encoding="utf-8")
         self.proc: subprocess.Popen[bytes] | None = None
-        self.env = {k: v for k, v in os.environ.items() if k != "CALLSHIELD_CONFIG"}
+        self.env = {k: v for k, v in os.environ.items() if k != "CALLSHIELD_CONFIG"} | (env or {})
 
     def _argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "callshield", "--config", str(self.config), "--db", str(self.database), *args]
