@@ -103,6 +103,57 @@ def serve(state: State, host: str | None, port: int | None) -> None:
     run(state.config_path, database=state.database, host=host, port=port)
 
 
+@cli.command(name="ari")
+@click.option("--url", default=None, help="Asterisk's HTTP server, e.g. http://127.0.0.1:8088 (default: ari.url).")
+@click.option("--user", default=None, help="ARI user (default: ari.user).")
+@click.option(
+    "--password",
+    envvar="CALLSHIELD_ARI_PASSWORD",
+    default=None,
+    help="ARI password (default: $CALLSHIELD_ARI_PASSWORD, else ari.password).",
+)
+@click.option("--app", default=None, help="Stasis application name (default: ari.app, callshield).")
+@click.option(
+    "--agi/--no-agi",
+    "with_agi",
+    default=None,
+    help="Also listen for FastAGI, where the dialplan's hangup handler reports (default: ari.fastagi).",
+)
+@click.option("--host", default=None, help="FastAGI listen address (default: agi.host).")
+@click.option("--port", type=int, default=None, help="FastAGI listen port (default: agi.port, 4573).")
+@pass_state
+def ari_command(
+    state: State,
+    url: str | None,
+    user: str | None,
+    password: str | None,
+    app: str | None,
+    with_agi: bool | None,
+    host: str | None,
+    port: int | None,
+) -> None:
+    """Run the ARI Stasis app: the dialplan's Stasis(callshield,inbound) asks callshield about each call."""
+    from callshield.service import ari_settings, serve_ari
+
+    try:
+        ari_settings(state.config, url=url, user=user, password=password, app=app)  # validate before starting
+    except ValueError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    if not (password if password is not None else state.config.ari.password):
+        _fail("no ARI password: use --password, $CALLSHIELD_ARI_PASSWORD or ari.password", EXIT_USAGE)
+    serve_ari(
+        state.config_path,
+        database=state.database,
+        url=url,
+        user=user,
+        password=password,
+        app=app,
+        agi=with_agi,
+        host=host,
+        port=port,
+    )
+
+
 # --- deciding and explaining ---------------------------------------------------------------------
 
 

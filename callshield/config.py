@@ -117,6 +117,40 @@ class AgiConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True)
             raise ValueError("port must be between 0 and 65535")
 
 
+class AriConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The ARI Stasis application (``callshield ari``); decision_timeout is shared with ``[agi]``."""
+
+    url: str = "http://127.0.0.1:8088"
+    """Asterisk's HTTP server (http.conf); ARI is under /ari, events on ws://HOST:PORT/ari/events."""
+    user: str = "callshield"
+    password: str = ""
+    """ARI password (ari.conf); the environment variable CALLSHIELD_ARI_PASSWORD overrides it."""
+    app: str = "callshield"
+    """Stasis application name, as in ``Stasis(callshield,inbound)``."""
+    request_timeout: Seconds = Seconds(2.0)
+    connect_timeout: Seconds = Seconds(5.0)
+    reconnect_min: Seconds = Seconds(0.5)
+    reconnect_max: Seconds = Seconds(30.0)
+    read_presentation: bool = True
+    """Read CALLERID(pres) (one extra request per call) so withheld numbers are recognised."""
+    max_channels: int = 10_000
+    fastagi: bool = True
+    """``callshield ari`` also listens for FastAGI ([agi]): the dialplan's hangup handler reports there."""
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"https?://[^/?#\s]+/?", self.url):
+            raise ValueError(f"url must be http://HOST:PORT (no path), got {self.url!r}")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.app):
+            raise ValueError(f"app must be a plain name (letters, digits, _ . -), got {self.app!r}")
+        for name in ("request_timeout", "connect_timeout", "reconnect_min", "reconnect_max"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive")
+        if self.reconnect_max < self.reconnect_min:
+            raise ValueError("reconnect_max must be at least reconnect_min")
+        if self.max_channels < 1:
+            raise ValueError("max_channels must be at least 1")
+
+
 class PolicyConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     mode: Mode = Mode.ENFORCE
     screen_at: int = 50
@@ -279,6 +313,7 @@ class Config(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     node: NodeConfig = NodeConfig()
     storage: StorageConfig = StorageConfig()
     agi: AgiConfig = AgiConfig()
+    ari: AriConfig = AriConfig()
     policy: PolicyConfig = PolicyConfig()
     scoring: ScoringConfig = ScoringConfig()
     reputation: ReputationConfig = ReputationConfig()

@@ -1,4 +1,5 @@
-"""``callshield serve``: the node process — FastAGI server, database writer, upkeep and signals.
+"""``callshield serve`` / ``callshield ari``: the node process — FastAGI server and/or ARI app,
+database writer, upkeep and signals.
 
 Signals: SIGTERM/SIGINT stop accepting calls, let running sessions finish (``grace``), flush and exit;
 SIGHUP reloads the config file (an invalid new config is refused and the old one stays).
@@ -13,6 +14,7 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ import aiosqlite
 
 from callshield import db
 from callshield.agi.server import AgiServer, AgiServerSettings
+from callshield.ari import AriAppSettings, AriConnectSettings, AriRunner
 from callshield.config import Config, load_config
 from callshield.engine import Firewall
 from callshield.errors import ConfigError
@@ -70,8 +73,37 @@ def agi_settings(config: Config, *, host: str | None = None, port: int | None = 
     )
 
 
+def ari_settings(
+    config: Config,
+    *,
+    url: str | None = None,
+    user: str | None = None,
+    password: str | None = None,
+    app: str | None = None,
+) -> tuple[AriConnectSettings, AriAppSettings]:
+    """The ARI connection and application settings from ``[ari]`` (and ``[agi]``'s decision_timeout)."""
+    ari = config.ari
+    connect = AriConnectSettings(
+        url=url or ari.url,
+        user=user or ari.user,
+        password=password if password is not None else ari.password,
+        app=app or ari.app,
+        request_timeout=ari.request_timeout,
+        connect_timeout=ari.connect_timeout,
+        reconnect_min=ari.reconnect_min,
+        reconnect_max=ari.reconnect_max,
+    )
+    application = AriAppSettings(
+        decision_timeout=config.agi.decision_timeout,
+        read_presentation=ari.read_presentation,
+        max_channels=ari.max_channels,
+        cause_default=config.policy.block_cause,
+    )
+    return connect, application
+
+
 class Node:
-    """A running callshield node."""
+    """A running callshield node: the FastAGI server (``agi``) and/or the ARI app (``ari`` settings)."""
 
     def __init__(
         self,
@@ -81,12 +113,17 @@ class Node:
         database: Path,
         host: str | None = None,
         port: int | None = None,
+        agi: bool = True,
+        ari: tuple[AriConnectSettings, AriAppSettings] | None = None,
     ) -> None:
+        if not agi and ari is None:
+            raise ValueError("a node needs the FastAGI server, the ARI app, or both")
         self.config = config
         self.config_path = config_path
         self.database = database
         self.firewall = Firewall.open(config, path=database)
-        self.server = AgiServer(self.firewall, agi_settings(config, host=host, port=port))
+        self.server = AgiServer(self.firewall, agi_settings(config, host=host, port=port)) if agi else None
+        self.ari = AriRunner(self.firewall, *ari) if ari is not None else None
         self.stop = asyncio.Event()
         self._writer: aiosqlite.Connection | None = None
 
@@ -94,24 +131,41 @@ class Node:
         self._writer = await aiosqlite.connect(self.database, isolation_level=None)
         for pragma in db.CONNECTION_PRAGMAS:
             await self._writer.execute(pragma)
-        await self.server.start()
+        if self.server is not None:
+            await self.server.start()
         self._install_signals()
         gc.collect()
         gc.freeze()  # start-up objects never need scanning again: shorter GC pauses under load
-        log.info(
-            "callshield listening for FastAGI on %s:%s (node %s, mode %s, database %s)",
-            self.server.settings.host,
-            self.server.port,
-            self.config.node.node_name,
-            self.config.policy.mode.value,
-            self.database,
-        )
+        if self.server is not None:
+            log.info(
+                "callshield listening for FastAGI on %s:%s (node %s, mode %s, database %s)",
+                self.server.settings.host,
+                self.server.port,
+                self.config.node.node_name,
+                self.config.policy.mode.value,
+                self.database,
+            )
+        ari_task: asyncio.Task[None] | None = None
+        if self.ari is not None:
+            log.info(
+                "callshield ARI app %r for %s (node %s, mode %s, database %s)",
+                self.ari.settings.app,
+                self.ari.settings.url,
+                self.config.node.node_name,
+                self.config.policy.mode.value,
+                self.database,
+            )
+            ari_task = asyncio.create_task(self.ari.run(self.stop, grace=SHUTDOWN_GRACE), name="ari")
+            ari_task.add_done_callback(lambda _: self.stop.set())  # it only ends early by a bug: stop
         tasks = [asyncio.create_task(self._flush_loop()), asyncio.create_task(self._maintenance_loop())]
         try:
             await self.stop.wait()
         finally:
             log.info("stopping: finishing sessions")
-            await self.server.close(SHUTDOWN_GRACE)
+            closing: list[Awaitable[None]] = [] if ari_task is None else [_finish_ari(ari_task)]
+            if self.server is not None:
+                closing.append(self.server.close(SHUTDOWN_GRACE))
+            await asyncio.gather(*closing)  # both listeners finish their calls at the same time
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -149,12 +203,23 @@ class Node:
         except ConfigError as exc:
             log.error("config reload refused, keeping the running config: %s", exc)
             return
-        for name, old_value, new_value in _restart_settings(self.config, new):
+        restart = _restart_settings(self.config, new)
+        if self.ari is not None:
+            restart.append(("[ari]", self.config.ari, new.ari))
+        for name, old_value, new_value in restart:
             if old_value != new_value:
                 log.warning("%s changed: takes effect at the next restart", name)
         self.firewall.apply_config(new)
         self.config = new
         log.info("config reloaded (%d rules, mode %s)", len(self.firewall.rules), new.policy.mode.value)
+
+
+async def _finish_ari(task: asyncio.Task[None]) -> None:
+    """Wait for the ARI runner to finish its calls; a failure is logged so the database still gets flushed."""
+    try:
+        await task
+    except Exception:
+        log.exception("the ARI app failed")
 
 
 def _restart_settings(old: Config, new: Config) -> list[tuple[str, object, object]]:
@@ -180,6 +245,32 @@ def serve(
     setup_logging(config)
     path = Path(database) if database else config.storage.database_path()
     node = Node(config, config_path=config_path, database=path, host=host, port=port)
+    _run_node(node)
+
+
+def serve_ari(
+    config_path: str | None,
+    *,
+    database: str | None = None,
+    url: str | None = None,
+    user: str | None = None,
+    password: str | None = None,
+    app: str | None = None,
+    agi: bool | None = None,
+    host: str | None = None,
+    port: int | None = None,
+) -> None:
+    """Run a node with the ARI app (and the FastAGI listener unless ``agi`` is False) until SIGTERM/SIGINT."""
+    config = load_config(config_path)
+    setup_logging(config)
+    path = Path(database) if database else config.storage.database_path()
+    with_agi = config.ari.fastagi if agi is None else agi
+    ari = ari_settings(config, url=url, user=user, password=password, app=app)
+    node = Node(config, config_path=config_path, database=path, host=host, port=port, agi=with_agi, ari=ari)
+    _run_node(node)
+
+
+def _run_node(node: Node) -> None:
     try:
         import uvloop
     except ImportError:
