@@ -135,6 +135,10 @@ class AgiChannel:
     def answer(self) -> None:
         self._call(self._agi.answer)
 
+    def verbose(self, message: str, level: int = 1) -> None:
+        """``VERBOSE "message" level``: a line in Asterisk's log."""
+        self._call(self._agi.verbose, " ".join(message.translate(_UNSAFE).split())[:400], level)
+
     def stream_file(self, sound: str, escape_digits: str = "") -> str | None:
         """Play ``sound``; the key that interrupted it, or None."""
         return _key(self._call(self._agi.stream_file, sound, escape_digits=escape_digits))
@@ -296,6 +300,8 @@ class _Run:
     committed: bool = False
     """CALLSHIELD_ACTION holds a verdict: a later error must not turn it into ``connect``."""
     hung_up: bool = False
+    error: str = ""
+    """The error being answered with a fail open, for the Asterisk log (AGI ``VERBOSE``)."""
     marks: list[tuple[str, float]] = field(default_factory=list)
 
     def mark(self, phase: str) -> None:
@@ -310,20 +316,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = parse_args(sys.argv[1:] if argv is None else argv)
     except ValueError as exc:
         options = Options(mode="")
-        _error(f"{exc}; {USAGE}")
+        error = _error(f"{exc}; {USAGE}")
+    else:
+        error = ""
     if options.help:
         print(__doc__.split("\n\n")[0] + "\n\n" + USAGE)
         return 0
-    run = _Run(options)
+    run = _Run(options, error=error)
     run.marks.append(("start", started))
     stdin, stdout = _stdio()
     try:
         _serve(run, stdin, stdout)
     except Exception as exc:
-        _report(exc)
+        run.error = _report(exc)
         _fail_open(run, "error")
     except DecisionTimeout:
-        _error(f"no verdict within agi.decision_timeout ({options.mode}); connecting the call")
+        run.error = _error(f"no verdict within agi.decision_timeout ({options.mode}); connecting the call")
         _fail_open(run, "timeout")
     finally:
         run.mark("end")
@@ -341,7 +349,9 @@ def _serve(run: _Run, stdin: TextIO, stdout: TextIO) -> None:
     if mode == HANGUP_MODE:
         _hangup(run)
         return
-    _error(f"unknown mode {mode[:64]!r} (expected {INBOUND_MODE!r} or {HANGUP_MODE!r}); connecting the call")
+    run.error = _error(
+        f"unknown mode {mode[:64]!r} (expected {INBOUND_MODE!r} or {HANGUP_MODE!r}); connecting the call"
+    )
     _fail_open(run, "unknown-script")
 
 
@@ -467,6 +477,8 @@ def _fail_open(run: _Run, reason: str) -> None:
             sys.stdout.write("".join(f'SET VARIABLE "{name}" "{value}"\n' for name, value in variables))
             sys.stdout.flush()
             return
+        if run.error:  # Asterisk logs script stderr only on its console: say it in its log too
+            channel.verbose(f"{PROG}: {run.error}")
         for name, value in variables:
             channel.set_variable(name, value)
     except ChannelGone:
@@ -488,19 +500,16 @@ def _stdio() -> tuple[TextIO, TextIO]:
     return sys.stdin, sys.stdout
 
 
-def _elapsed(run: _Run) -> float:
-    return time.perf_counter() - run.marks[0][1]
-
-
-def _error(message: str) -> None:
+def _error(message: str) -> str:
+    """Write ``callshield-agi: message`` to stderr; return the message."""
     sys.stderr.write(f"{PROG}: {message}\n")
+    return message
 
 
-def _report(exc: BaseException) -> None:
-    """One line on stderr (a traceback with CALLSHIELD_AGI_DEBUG=1); never anything on stdout."""
+def _report(exc: BaseException) -> str:
+    """One line on stderr (and a traceback with CALLSHIELD_AGI_DEBUG=1); never anything on stdout."""
     if os.environ.get(DEBUG_VARIABLE) == "1":
         sys.stderr.write("".join(traceback.format_exception(exc)))
-        return
     where = ""
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:
@@ -508,7 +517,7 @@ def _report(exc: BaseException) -> None:
     if tb is not None:
         where = f" at {os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}"
     message = str(exc).replace("\n", " ")[:300]
-    _error(f"error: {type(exc).__name__}: {message}{where}; connecting the call (fail open)")
+    return _error(f"error: {type(exc).__name__}: {message}{where}; connecting the call (fail open)")
 
 
 def _finish(run: _Run, stdout: TextIO) -> None:

@@ -225,7 +225,7 @@ def assert_clean_exit(run: AgiRun) -> None:
     assert run.returncode == 0, run.stderr
     assert "Traceback" not in run.stderr, run.stderr
     for command in run.commands:  # nothing but AGI commands on stdout
-        assert command.split(" ")[0] in {"SET", "ANSWER", "STREAM", "WAIT", "CHANNEL"}, run.commands
+        assert command.split(" ")[0] in {"SET", "ANSWER", "STREAM", "WAIT", "CHANNEL", "VERBOSE"}, run.commands
 
 
 # --- deciding ---------------------------------------------------------------------------------------
@@ -397,7 +397,8 @@ def test_missing_prompt_sound_fails_open(env: dict[str, str]) -> None:
 
     run = run_agi(["inbound"], env, header(CLEAN), no_sound)
     assert_clean_exit(run)
-    assert run.commands[-3] == "CHANNEL STATUS"
+    assert run.commands[-4] == "CHANNEL STATUS"
+    assert run.commands[-3].startswith('VERBOSE "callshield-agi: error: AGIAppError')
     assert run.sets()[-2:] == [("CALLSHIELD_REASON", "error"), ("CALLSHIELD_ACTION", "connect")]
     assert "error" in run.stderr and run.stderr.count("\n") == 1
 
@@ -486,6 +487,9 @@ def test_broken_config_fails_open(env: dict[str, str]) -> None:
     assert_clean_exit(run)
     assert run.sets() == [("CALLSHIELD_REASON", "error"), ("CALLSHIELD_ACTION", "connect")]
     assert "policy.screen_at" in run.stderr and run.stderr.count("\n") == 1
+    # The same line goes to Asterisk's log (script stderr only reaches its console).
+    verbose = [c for c in run.commands if c.startswith("VERBOSE ")]
+    assert len(verbose) == 1 and "policy.screen_at" in verbose[0], run.commands
 
 
 def test_unusable_database_fails_open(env: dict[str, str], tmp_path: Path) -> None:
