@@ -65,6 +65,8 @@ class Sandbox:
     agi_host: str
     agi_port: int
     env: dict[str, str] = field(repr=False)
+    http_port: int = 8088
+    """Asterisk's HTTP server (ARI): CALLSHIELD_HTTP_PORT, default 8088."""
 
     def script(self, *args: str, timeout: float = 60.0, check: bool = True) -> str:
         proc = subprocess.run(  # fixed argv
@@ -130,13 +132,17 @@ def asterisk_sandbox() -> Generator[Sandbox, None, None]:
     agi_host = os.environ.get("CALLSHIELD_AGI_HOST", "127.0.0.1")
     agi_port = int(os.environ.get("CALLSHIELD_AGI_PORT") or free_tcp_port(agi_host))
     sip_port = int(os.environ.get("CALLSHIELD_SIP_PORT", "5060"))
+    http_port = int(os.environ.get("CALLSHIELD_HTTP_PORT", "8088"))
     env = dict(os.environ)
     env.update(
         CALLSHIELD_AGI_HOST=agi_host,
         CALLSHIELD_AGI_PORT=str(agi_port),
         CALLSHIELD_SIP_PORT=str(sip_port),
+        CALLSHIELD_HTTP_PORT=str(http_port),
     )
-    sandbox = Sandbox(sip_host="127.0.0.1", sip_port=sip_port, agi_host=agi_host, agi_port=agi_port, env=env)
+    sandbox = Sandbox(
+        sip_host="127.0.0.1", sip_port=sip_port, agi_host=agi_host, agi_port=agi_port, env=env, http_port=http_port
+    )
     sandbox.script("build", timeout=900)
     # restart, not start: an already running sandbox would keep an old asterisk_conf/ and AGI port.
     sandbox.script("restart", timeout=120)
