@@ -56,7 +56,7 @@ from typing import Any, Final, TextIO
 from asterisk import agi as pyst2  # untyped: used only through AgiChannel below
 
 from callshield import db
-from callshield.agi.server import call_from_header, outcome_from_args, screen_from_args, verdict_variables
+from callshield.agi.translate import call_from_header, outcome_from_args, screen_from_args, verdict_variables
 from callshield.config import AgiConfig, Config, load_config
 from callshield.engine import Firewall
 from callshield.screening import KEYS, Challenge, Finished, Play, challenge_rng

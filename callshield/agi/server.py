@@ -48,9 +48,8 @@ import contextlib
 import dataclasses
 import logging
 import random
-import re
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, Protocol
@@ -65,6 +64,15 @@ from callshield.agi.protocol import (
     RemoteProtocolError,
     Reply,
 )
+from callshield.agi.translate import (
+    VALUE_LIMIT,
+    call_from_header,
+    outcome_from_args,
+    screen_from_args,
+    trunk_from_channel,
+    verdict_variables,
+)
+from callshield.agi.translate import fail_open_variables as _fail_open_variables
 from callshield.config import ScreeningConfig
 from callshield.screening import KEYS, Challenge, Finished, Play, challenge_rng, key_from_result
 from callshield.verdict import Action, Call, CallOutcome, ScreenResult, Verdict
@@ -92,8 +100,6 @@ READ_CHUNK: Final = 4096
 """Most bytes taken from a socket per read."""
 CLOSE_TIMEOUT: Final = 1.0
 """Seconds a closing connection may take to flush before it is aborted."""
-VALUE_LIMIT: Final = 128
-"""Longest text value callshield puts in a channel variable."""
 UNKNOWN_SCRIPTS_LOGGED: Final = 100
 """Distinct unknown script names logged at WARNING; later ones only at DEBUG."""
 SOUND_LIMIT: Final = 30.0
@@ -190,105 +196,6 @@ class AgiServerStats:
     """Sessions ended because the header or a reply did not arrive in time."""
     errors: int = 0
     """Sessions ended by an unexpected exception (logged with its traceback)."""
-
-
-# ---------------------------------------------------------------------------------------------------
-# Translation between the AGI header and the core's records (shared by every AGI adapter)
-# ---------------------------------------------------------------------------------------------------
-
-_CHANNEL: Final = re.compile(r"(?P<tech>[^/]+)/(?P<name>.+)-[0-9A-Fa-f]+(?:;[0-9]+)?")
-_NOT_TRUNKS: Final = frozenset({"local"})
-_SMALL_INTEGER: Final = re.compile(r"[0-9]{1,3}")
-_SECONDS: Final = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,6})?")
-_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
-_ABSENT: Final = frozenset({"", "unknown"})
-
-
-def trunk_from_channel(channel: str) -> str:
-    """The endpoint a channel belongs to: ``PJSIP/trunk-0000001`` -> ``trunk``.
-
-    Local channels are internal hops, not trunks: ``""``.
-    """
-    match = _CHANNEL.fullmatch(channel)
-    if match is None or match.group("tech").lower() in _NOT_TRUNKS:
-        return ""
-    return match.group("name")
-
-
-def call_from_header(variables: Mapping[str, str]) -> Call:
-    """The :class:`Call` an AGI header describes. Strings stay raw: the core normalizes them."""
-    dnid = variables.get("agi_dnid", "")
-    presentation = variables.get("agi_callingpres", "")
-    return Call(
-        caller=variables.get("agi_callerid", ""),
-        callee=dnid if dnid not in _ABSENT else variables.get("agi_extension", ""),
-        caller_name=variables.get("agi_calleridname", ""),
-        presentation=int(presentation) if _SMALL_INTEGER.fullmatch(presentation) else None,
-        trunk=trunk_from_channel(variables.get("agi_channel", "")),
-        channel=variables.get("agi_uniqueid", ""),
-    )
-
-
-def outcome_from_args(args: Sequence[str]) -> tuple[CallOutcome | None, bool]:
-    """The hangup feedback ``(decision id, DIALSTATUS, billsec, HANGUPCAUSE)`` as a CallOutcome.
-
-    Returns ``(outcome, junk)``: junk tells a malformed billsec (taken as 0) or cause (taken as
-    None); the outcome is None without a decision id (it cannot be tied to a decision).
-    """
-    fields = [arg.strip() for arg in args[:4]]
-    decision_id, dialstatus, billsec_text, cause_text = fields + [""] * (4 - len(fields))
-    junk = False
-    billsec = 0.0
-    if _SECONDS.fullmatch(billsec_text):
-        billsec = float(billsec_text)
-    elif billsec_text:
-        junk = True
-    cause: int | None = None
-    if _SMALL_INTEGER.fullmatch(cause_text):
-        cause = int(cause_text)
-    elif cause_text:
-        junk = True
-    if not decision_id:
-        return None, junk
-    outcome = CallOutcome(
-        decision_id=_variable_value(decision_id),
-        dialstatus=_variable_value(dialstatus),
-        billsec=billsec,
-        hangup_cause=cause,
-    )
-    return outcome, junk
-
-
-def screen_from_args(args: Sequence[str]) -> ScreenResult | None:
-    """The dialplan's CALLSHIELD_SCREEN in the hangup feedback (``agi_arg_5``), when it ran a challenge."""
-    if len(args) < 5:
-        return None
-    value = args[4].strip().lower()
-    for result in ScreenResult:
-        if result.value == value:
-            return result
-    return None
-
-
-def verdict_variables(verdict: Verdict, *, cause_default: int = 21) -> tuple[tuple[str, str], ...]:
-    """The channel variables for a verdict, in the order they are set (CALLSHIELD_ACTION last)."""
-    cause = verdict.cause if 1 <= verdict.cause <= 127 else cause_default
-    return (
-        ("CALLSHIELD_ID", _variable_value(verdict.id)),
-        ("CALLSHIELD_SCORE", str(min(100, max(0, int(verdict.score))))),
-        ("CALLSHIELD_REASON", _variable_value(verdict.reason)),
-        ("CALLSHIELD_CAUSE", str(cause)),
-        ("CALLSHIELD_ACTION", Action(verdict.action).value),
-    )
-
-
-def _fail_open_variables(reason: str) -> tuple[tuple[str, str], ...]:
-    return (("CALLSHIELD_REASON", reason), ("CALLSHIELD_ACTION", Action.CONNECT.value))
-
-
-def _variable_value(text: str) -> str:
-    """Text safe for one command argument: no control characters, at most VALUE_LIMIT long."""
-    return _CONTROL.sub("", text)[:VALUE_LIMIT]
 
 
 # ---------------------------------------------------------------------------------------------------
