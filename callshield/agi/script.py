@@ -336,6 +336,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         run.mark("end")
         _finish(run, stdout)
+    if argv is None:
+        # The console script, one process per call: the database is closed and the output flushed,
+        # so skip the interpreter's teardown of every imported module (~15 ms, a tenth of a call).
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        os._exit(0)
     return 0
 
 
