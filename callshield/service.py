@@ -132,7 +132,11 @@ class Node:
         for pragma in db.CONNECTION_PRAGMAS:
             await self._writer.execute(pragma)
         if self.server is not None:
-            await self.server.start()
+            try:
+                await self.server.start()
+            except BaseException:
+                await self._writer.close()  # its thread would keep the process alive after the error
+                raise
         self._install_signals()
         gc.collect()
         gc.freeze()  # start-up objects never need scanning again: shorter GC pauses under load
