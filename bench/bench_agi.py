@@ -6,7 +6,10 @@ fixed verdict without deciding) and (b) `callshield serve` on a fresh database w
 each in its own process, in the same run. Then a paced run at a fixed rate for session latency.
 Callers are drawn from 200,000 valid-looking numbers; DIDs from 2,000.
 
-Run: .venv/bin/python bench/bench_agi.py [--sessions N] [--concurrency C] [--rate R]
+The server process is pinned to CPU 0 and the load client to CPU 1 (``--no-pin`` to share): the figures
+are per server core.
+
+Run: .venv/bin/python bench/bench_agi.py [--sessions N] [--concurrency C] [--rate R] [--no-pin]
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import cast
 
 ROOT = Path(__file__).resolve().parents[1]
+SERVER_CPU, CLIENT_CPU = 0, 1
 HEADER = (
     "agi_network: yes\nagi_network_script: inbound\nagi_request: agi://127.0.0.1/inbound\n"
     "agi_channel: PJSIP/callshield-trunk-{n:08x}\nagi_language: en\nagi_type: PJSIP\nagi_uniqueid: {n}\n"
@@ -76,19 +81,60 @@ def wait_port(port: int) -> None:
     raise SystemExit(f"server on {port} did not start")
 
 
+class AsteriskSide(asyncio.Protocol):
+    """Asterisk's side of one FastAGI session: the header, then ``200 result=1`` to every command line.
+
+    A raw protocol rather than streams: the client must cost less than the server it measures.
+    """
+
+    def __init__(self, header: bytes, done: asyncio.Future[float]) -> None:
+        self._header = header
+        self._done = done
+        self._lines = 0
+        self._started = time.perf_counter()
+        self.transport: asyncio.Transport | None = None
+        self.timed_out = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        transport.write(self._header)
+
+    def data_received(self, data: bytes) -> None:
+        lines = data.count(b"\n")  # commands arrive whole: the server writes one line and waits
+        self._lines += lines
+        if b"CALLSHIELD_REASON timeout" in data:
+            self.timed_out = True
+        assert self.transport is not None
+        self.transport.write(REPLY * lines)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._done.done():
+            return
+        if self.timed_out:
+            FAIL_OPEN.append(1)
+            self._done.set_result(time.perf_counter() - self._started)
+        elif self._lines < 5:
+            self._done.set_exception(RuntimeError(f"only {self._lines} commands before the close"))
+        else:
+            self._done.set_result(time.perf_counter() - self._started)
+
+
+REPLY = b"200 result=1\n"
+FAIL_OPEN: list[int] = []
+"""Sessions the server answered connect/timeout (its decision_timeout expired): counted, not errors."""
+
+
 async def session(port: int, n: int, caller: str, did: str) -> float:
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[float] = loop.create_future()
+    header = HEADER.format(n=n, caller=caller, did=did).encode()
     started = time.perf_counter()
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    writer.write(HEADER.format(n=n, caller=caller, did=did).encode())
-    commands = 0
-    while line := await reader.readline():
-        if line.startswith(b"SET VARIABLE"):
-            commands += 1
-        writer.write(b"200 result=1\n")
-    writer.close()
-    if commands < 5:
-        raise RuntimeError(f"session {n}: only {commands} variables set")
+    transport, _ = await loop.create_connection(lambda: AsteriskSide(header, done), "127.0.0.1", port)
+    try:
+        await done
+    finally:
+        transport.close()
     return time.perf_counter() - started
 
 
@@ -126,12 +172,22 @@ async def paced(port: int, calls: list[tuple[str, str]], rate: float) -> list[fl
     return list(await asyncio.gather(*tasks))
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system, all threads) the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def summary(latencies: list[float]) -> str:
     q = statistics.quantiles(latencies, n=100)
-    return f"p50 {q[49] * 1e3:.2f} ms, p99 {q[98] * 1e3:.2f} ms, max {max(latencies) * 1e3:.1f} ms"
+    timeouts = f", {len(FAIL_OPEN)} answered connect/timeout" if FAIL_OPEN else ""
+    FAIL_OPEN.clear()
+    return f"p50 {q[49] * 1e3:.2f} ms, p99 {q[98] * 1e3:.2f} ms, max {max(latencies) * 1e3:.1f} ms{timeouts}"
 
 
 def run_target(name: str, argv: list[str], port: int, env: dict[str, str], args: argparse.Namespace) -> None:
+    if args.pin:
+        argv = ["taskset", "-c", str(SERVER_CPU), *argv]
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port)
@@ -139,10 +195,13 @@ def run_target(name: str, argv: list[str], port: int, env: dict[str, str], args:
 
         warm = workload(2000, 1)
         uvloop.run(saturate(port, warm, args.concurrency))
+        cpu_before = process_cpu(proc.pid)
         wall, latencies = uvloop.run(saturate(port, workload(args.sessions, 2), args.concurrency))
+        cpu = process_cpu(proc.pid) - cpu_before
         print(
             f"{name}: {args.sessions:,} sessions, {args.concurrency} concurrent: {args.sessions / wall:,.0f} "
-            f"sessions/s; {summary(latencies)}"
+            f"sessions/s; {summary(latencies)}; server CPU {cpu / args.sessions * 1e6:.0f} µs/session "
+            f"(all threads; {args.sessions / cpu:,.0f} sessions per CPU-second)"
         )
         paced_latencies = uvloop.run(paced(port, workload(args.rate * 10, 3), args.rate))
         print(f"{name}: paced {args.rate}/s for 10 s: {summary(paced_latencies)}")
@@ -156,7 +215,13 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument(
+        "--no-pin", dest="pin", action="store_false", help="do not pin the server to CPU 0 and the client to CPU 1"
+    )
     args = parser.parse_args()
+    args.pin = args.pin and len(os.sched_getaffinity(0)) >= 2
+    if args.pin:
+        os.sched_setaffinity(0, {CLIENT_CPU})
     with tempfile.TemporaryDirectory() as scratch:
         env = {**os.environ, "XDG_DATA_HOME": scratch}
         env.pop("CALLSHIELD_CONFIG", None)
@@ -168,7 +233,8 @@ def main() -> None:
         run_target(
             "callshield serve", [sys.executable, "-m", "callshield", "serve", "--port", str(port)], port, env, args
         )
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; client and server share them")
+    where = f"server on CPU {SERVER_CPU}, client on CPU {CLIENT_CPU}" if args.pin else "client and server share them"
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; {where}")
 
 
 if __name__ == "__main__":

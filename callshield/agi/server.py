@@ -35,9 +35,13 @@ command; one that answers slowly gets the connect after decision_timeout plus th
 Asterisk reports ``HANGUP`` the session stops after the outstanding reply; as CALLSHIELD_ID is set
 first it is usually in place for the hangup feedback.
 
-Size bounds: each read is at most READ_CHUNK bytes; the codec bounds lines, header lines and
-buffered bytes. Beyond ``max_sessions`` concurrent sessions a new connection is closed at once:
-Asterisk sees no variables and the dialplan connects the call (fail open) rather than queueing it.
+Transport: each connection is an :class:`asyncio.Protocol` driven by callbacks and timer handles
+(no task or stream per call: they cost several times the decision itself); only the screening
+challenge runs as a coroutine.
+
+Size bounds: the codec bounds lines, header lines and buffered bytes. Beyond ``max_sessions``
+concurrent sessions a new connection is closed at once: Asterisk sees no variables and the
+dialplan connects the call (fail open) rather than queueing it.
 A failure in one session is logged and counted and never reaches the others.
 """
 
@@ -49,15 +53,13 @@ import dataclasses
 import logging
 import random
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Final, Protocol
+from typing import Final, Protocol, cast
 
 from callshield.agi.protocol import (
     AgiConnection,
-    ConnectionState,
-    Event,
     Hangup,
     Header,
     NeedData,
@@ -96,8 +98,6 @@ logger = logging.getLogger(__name__)
 
 INBOUND_SCRIPT: Final = "inbound"
 HANGUP_SCRIPT: Final = "hangup"
-READ_CHUNK: Final = 4096
-"""Most bytes taken from a socket per read."""
 CLOSE_TIMEOUT: Final = 1.0
 """Seconds a closing connection may take to flush before it is aborted."""
 UNKNOWN_SCRIPTS_LOGGED: Final = 100
@@ -202,72 +202,283 @@ class AgiServerStats:
 # One session
 # ---------------------------------------------------------------------------------------------------
 
+_HEADER, _VARIABLES, _FAIL_OPEN, _CHALLENGE, _DONE = "header", "variables", "fail-open", "challenge", "done"
+"""Session phases: waiting for the header; setting the verdict; setting connect/timeout after the
+decision budget expired; running the screening challenge (a coroutine); closing."""
 
-class _Session:
-    """One FastAGI connection, from the header to the close."""
+Variables = Sequence[tuple[str, str]]
 
-    def __init__(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        *,
-        engine: DecisionEngine,
-        settings: AgiServerSettings,
-        stats: AgiServerStats,
-        unknown_scripts: set[str],
-        rng: random.Random,
-    ) -> None:
-        self._reader = reader
-        self._writer = writer
-        self._engine = engine
+
+class _Session(asyncio.Protocol):
+    """One FastAGI connection, from the header to the close, driven by callbacks.
+
+    The usual exchange (header, decision, five SET VARIABLEs, close) runs entirely in protocol
+    callbacks and timer handles: no task, no stream, no future per command. That is most of the
+    server's cost per call (a stream-based session used ~4x the CPU of the decision). Only the
+    screening challenge, a long conversation, runs as a coroutine, fed replies through a future.
+
+    Invariants: at most one command is outstanding (AGI has no pipelining); ``_timer`` is the
+    one deadline that ends the session (header, or the outstanding command's reply); the decision
+    budget has its own ``_budget`` handle and only ever switches the rest of the exchange to
+    connect/timeout, after the outstanding reply.
+    """
+
+    def __init__(self, server: AgiServer) -> None:
+        self._server = server
+        self._engine = server.engine  # a config reload swaps it for sessions that start later
+        settings = server.settings
         self._settings = settings
-        self._stats = stats
-        self._unknown_scripts = unknown_scripts
-        self._rng = rng
+        self._stats = server._stats
         self._conn = AgiConnection(
             max_line=settings.max_line,
             max_header_lines=settings.max_header_lines,
             max_buffer=settings.max_buffer,
         )
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._phase = _HEADER
+        self._accepted = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._budget: asyncio.TimerHandle | None = None
+        self._budget_spent = False
+        self._pending: list[tuple[str, str]] = []
+        self._then: Callable[[], None] = self._finish
+        self._waiter: asyncio.Future[Reply | None] | None = None
+        self._task: asyncio.Task[None] | None = None
         self.hangup_seen = False
         self._last_command = ""
-        self._sent_at = 0.0  # loop time the outstanding command was written
+        self.closed: asyncio.Future[None] = self._loop.create_future()
 
-    async def run(self) -> None:
-        """Serve the session; raises RemoteProtocolError, TimeoutError or OSError when it breaks."""
-        header = await self._read_header()
-        if header is None:
-            return  # closed before a header: a port probe
+    # -- transport callbacks -----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+        server, stats = self._server, self._stats
+        if server.closing or stats.sessions_active >= self._settings.max_sessions:
+            stats.sessions_rejected += 1
+            self._phase = _DONE
+            self._transport.close()  # fail open: Asterisk gets no variables and the dialplan connects
+            return
+        self._accepted = True
+        server._sessions.add(self)
+        stats.sessions_active += 1
+        stats.sessions_total += 1
+        _set_nodelay(self._transport)
+        self._arm(self._settings.header_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        self._guarded(self._receive, data)
+
+    def eof_received(self) -> bool:
+        self._guarded(self._receive, b"")
+        return False  # let the transport close itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._phase = _DONE
+        self._cancel_timers()
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)  # the challenge sees the caller gone
+        if self._accepted:
+            self._accepted = False
+            self._stats.sessions_active -= 1
+            self._server._sessions.discard(self)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    # -- events ------------------------------------------------------------------------------------
+
+    def _guarded(self, handler: Callable[[bytes], None], data: bytes) -> None:
+        """Run a callback; whatever goes wrong ends this session only, counted and logged."""
+        try:
+            handler(data)
+        except RemoteProtocolError as error:
+            self._stats.protocol_errors += 1
+            logger.info("FastAGI protocol error from %s: %s", self._peer(), error)
+            self._abort()
+        except Exception:
+            self._stats.errors += 1
+            logger.exception("FastAGI session from %s failed", self._peer())
+            self._abort()
+
+    def _receive(self, data: bytes) -> None:
+        if self._phase == _DONE:
+            return
+        self._conn.receive_data(data)
+        while self._phase != _DONE:
+            event = self._conn.next_event()
+            if isinstance(event, NeedData):
+                return
+            if isinstance(event, Header):
+                self._on_header(event)
+            elif isinstance(event, Hangup):
+                self._note_hangup()
+            elif isinstance(event, Reply):
+                if event.code >= 200:
+                    self._on_reply(event)
+            else:  # ConnectionClosed: before a header it was a port probe
+                self._on_reply(None)
+                return
+
+    def _on_header(self, header: Header) -> None:
+        self._disarm()
         script = header.script.lower()
         if script == INBOUND_SCRIPT:
-            await self._inbound(header)
+            self._inbound(header)
         elif script == HANGUP_SCRIPT:
             self._hangup(header)
+            self._finish()
         else:
-            await self._unknown_script(header)
+            self._unknown_script(header)
 
-    # -- scripts ---------------------------------------------------------------------------------
-
-    async def _inbound(self, header: Header) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._settings.decision_timeout
-        verdict: Verdict | None = None
-        try:
-            async with asyncio.timeout_at(deadline):
-                verdict = self._decide(call_from_header(header.variables))
-                if loop.time() >= deadline:  # decide() is synchronous: it cannot be interrupted
-                    raise TimeoutError
-                completed = await self._set_variables(self._variables_for(verdict))
-        except TimeoutError:
-            if loop.time() < deadline:
-                raise  # a reply was late (command_timeout < decision_timeout): the peer is stuck
-            self._stats.decision_timeouts += 1
-            await self._fail_open("timeout")
+    def _on_reply(self, reply: Reply | None) -> None:
+        """The final reply to the outstanding command, or None when Asterisk closed the connection."""
+        self._disarm()
+        if self._waiter is not None:
+            if not self._waiter.done():
+                self._waiter.set_result(reply)
             return
-        if completed and verdict is not None and verdict.action is Action.SCREEN:
-            screening = self._engine.screening
-            if screening is not None:
-                await self._screen(verdict, screening)
+        if self._phase == _HEADER or not self._may_continue(reply):
+            self._finish()
+            return
+        if self._budget_spent and self._phase == _VARIABLES:
+            self._phase = _FAIL_OPEN  # the decision budget expired: connect, after the outstanding reply
+            self._set_variables(_fail_open_variables("timeout"), then=self._finish)
+            return
+        self._send_next()
+
+    # -- scripts -----------------------------------------------------------------------------------
+
+    def _inbound(self, header: Header) -> None:
+        loop = self._loop
+        deadline = loop.time() + self._settings.decision_timeout
+        verdict = self._decide(call_from_header(header.variables))
+        if loop.time() >= deadline:  # decide() is synchronous: it cannot be interrupted
+            self._stats.decision_timeouts += 1
+            self._phase = _FAIL_OPEN
+            self._set_variables(_fail_open_variables("timeout"), then=self._finish)
+            return
+        self._phase = _VARIABLES
+        self._budget = loop.call_at(deadline, self._on_budget_spent)
+        self._set_variables(self._variables_for(verdict), then=lambda: self._after_verdict(verdict))
+
+    def _after_verdict(self, verdict: Verdict | None) -> None:
+        if self._budget is not None:
+            self._budget.cancel()
+            self._budget = None
+        screening = self._engine.screening if verdict is not None and verdict.action is Action.SCREEN else None
+        if verdict is None or screening is None:
+            self._finish()
+            return
+        self._phase = _CHALLENGE
+        self._task = self._loop.create_task(self._challenge_task(verdict, screening))
+
+    def _hangup(self, header: Header) -> None:
+        outcome, junk = outcome_from_args(header.args)
+        if junk:
+            self._stats.feedback_junk += 1
+            logger.debug("hangup feedback with malformed fields: %r", header.args[:4])
+        if outcome is None:
+            self._stats.feedback_without_id += 1
+            return
+        try:
+            screen = screen_from_args(header.args)
+            if screen is not None:  # a challenge the dialplan ran (one the server ran is not counted twice)
+                self._engine.screened(outcome.decision_id, screen)
+            self._engine.feedback(outcome)
+        except Exception:
+            self._stats.engine_errors += 1
+            logger.exception("engine.feedback() failed for decision %s", outcome.decision_id)
+            return
+        self._stats.feedbacks += 1
+
+    def _unknown_script(self, header: Header) -> None:
+        self._stats.unknown_scripts += 1
+        script = header.script[:VALUE_LIMIT]
+        unknown = self._server._unknown_scripts
+        if script in unknown or len(unknown) >= UNKNOWN_SCRIPTS_LOGGED:
+            logger.debug("unknown AGI script %r", script)
+        else:
+            unknown.add(script)
+            logger.warning(
+                "unknown AGI script %r (expected %r or %r); answering connect",
+                script,
+                INBOUND_SCRIPT,
+                HANGUP_SCRIPT,
+            )
+        self._phase = _FAIL_OPEN
+        self._set_variables(_fail_open_variables("unknown-script"), then=self._finish)
+
+    # -- steps -------------------------------------------------------------------------------------
+
+    def _decide(self, call: Call) -> Verdict | None:
+        try:
+            verdict = self._engine.decide(call)
+        except Exception:
+            self._stats.engine_errors += 1
+            logger.exception("engine.decide() failed; connecting the call")
+            return None
+        self._stats.decisions += 1
+        return verdict
+
+    def _variables_for(self, verdict: Verdict | None) -> Variables:
+        if verdict is None:
+            return _fail_open_variables("error")
+        return verdict_variables(verdict, cause_default=self._settings.cause_default)
+
+    def _on_budget_spent(self) -> None:
+        self._budget = None
+        if self._phase == _VARIABLES:
+            self._budget_spent = True
+            self._stats.decision_timeouts += 1
+
+    def _set_variables(self, variables: Variables, *, then: Callable[[], None]) -> None:
+        """SET VARIABLE each in turn, one reply at a time; then ``then()`` (unless the session ends)."""
+        self._pending = list(variables)
+        self._pending.reverse()
+        self._then = then
+        self._send_next()
+
+    def _send_next(self) -> None:
+        if self._pending:
+            name, value = self._pending.pop()
+            self._send("SET VARIABLE", name, value, timeout=self._settings.command_timeout)
+        else:
+            self._then()
+
+    def _may_continue(self, reply: Reply | None) -> bool:
+        if reply is None:
+            return False  # Asterisk closed the connection
+        if not reply.ok:
+            self._stats.refused_commands += 1
+            level = logging.DEBUG if reply.code == 511 else logging.WARNING
+            logger.log(level, "Asterisk answered %r with %r; session ends", self._last_command, reply.raw)
+            return False
+        return not self.hangup_seen
+
+    def _note_hangup(self) -> None:
+        if not self.hangup_seen:
+            self.hangup_seen = True
+            self._stats.hangups += 1
+
+    # -- the screening challenge (a coroutine: a long conversation with many steps) ----------------
+
+    async def _challenge_task(self, verdict: Verdict, screening: ScreeningConfig) -> None:
+        try:
+            await self._screen(verdict, screening)
+        except TimeoutError:
+            self._stats.timeouts += 1
+            logger.info("FastAGI peer %s too slow during screening; closing", self._peer())
+            self._abort()
+            return
+        except asyncio.CancelledError:
+            self._abort()
+            raise
+        except Exception:
+            self._stats.errors += 1
+            logger.exception("screening challenge with %s failed", self._peer())
+            self._abort()
+            return
+        self._finish()
 
     async def _screen(self, verdict: Verdict, screening: ScreeningConfig) -> None:
         """Run the challenge, tell the engine, then set CALLSHIELD_SCREEN and CALLSHIELD_ACTION again.
@@ -275,9 +486,8 @@ class _Session:
         CALLSHIELD_ACTION is ``screen`` while it runs: a session cut short leaves the call to the
         dialplan, which connects it (fail open) unless it runs its own challenge.
         """
-        stats = self._stats
-        stats.challenges += 1
-        challenge = Challenge.new(screening, self._rng)
+        self._stats.challenges += 1
+        challenge = Challenge.new(screening, self._server._rng)
         try:
             result = await self._run_challenge(challenge)
         except TimeoutError:
@@ -287,21 +497,21 @@ class _Session:
         if self.hangup_seen:
             return
         action = Action.CONNECT if result is ScreenResult.PASSED else Action.BLOCK
-        await self._set_variables((("CALLSHIELD_SCREEN", result.value), ("CALLSHIELD_ACTION", action.value)))
+        for name, value in (("CALLSHIELD_SCREEN", result.value), ("CALLSHIELD_ACTION", action.value)):
+            reply = await self._command(self._settings.command_timeout, "SET VARIABLE", name, value)
+            if not self._may_continue(reply):
+                return
 
     async def _run_challenge(self, challenge: Challenge) -> ScreenResult:
         command_timeout = self._settings.command_timeout
-        async with asyncio.timeout(command_timeout):
-            reply = await self._command("ANSWER")
+        reply = await self._command(command_timeout, "ANSWER")
         if not self._answered(reply):
             return challenge.hung_up()
         while not isinstance(step := challenge.next_step(), Finished):
             if isinstance(step, Play):
-                async with asyncio.timeout(SOUND_LIMIT + command_timeout):
-                    reply = await self._command("STREAM FILE", step.sound, KEYS)
+                reply = await self._command(SOUND_LIMIT + command_timeout, "STREAM FILE", step.sound, KEYS)
             else:
-                async with asyncio.timeout(step.timeout + command_timeout):
-                    reply = await self._command("WAIT FOR DIGIT", int(step.timeout * 1000))
+                reply = await self._command(step.timeout + command_timeout, "WAIT FOR DIGIT", int(step.timeout * 1000))
             if not self._answered(reply):
                 return challenge.hung_up()
             assert reply is not None
@@ -326,125 +536,83 @@ class _Session:
             stats.engine_errors += 1
             logger.exception("engine.screened() failed for decision %s", verdict.id)
 
-    def _hangup(self, header: Header) -> None:
-        outcome, junk = outcome_from_args(header.args)
-        if junk:
-            self._stats.feedback_junk += 1
-            logger.debug("hangup feedback with malformed fields: %r", header.args[:4])
-        if outcome is None:
-            self._stats.feedback_without_id += 1
-            return
-        try:
-            screen = screen_from_args(header.args)
-            if screen is not None:  # a challenge the dialplan ran (one the server ran is not counted twice)
-                self._engine.screened(outcome.decision_id, screen)
-            self._engine.feedback(outcome)
-        except Exception:
-            self._stats.engine_errors += 1
-            logger.exception("engine.feedback() failed for decision %s", outcome.decision_id)
-            return
-        self._stats.feedbacks += 1
-
-    async def _unknown_script(self, header: Header) -> None:
-        self._stats.unknown_scripts += 1
-        script = header.script[:VALUE_LIMIT]
-        if script in self._unknown_scripts or len(self._unknown_scripts) >= UNKNOWN_SCRIPTS_LOGGED:
-            logger.debug("unknown AGI script %r", script)
-        else:
-            self._unknown_scripts.add(script)
-            logger.warning(
-                "unknown AGI script %r (expected %r or %r); answering connect",
-                script,
-                INBOUND_SCRIPT,
-                HANGUP_SCRIPT,
-            )
-        await self._set_variables(_fail_open_variables("unknown-script"))
-
-    # -- steps -----------------------------------------------------------------------------------
-
-    def _decide(self, call: Call) -> Verdict | None:
-        try:
-            verdict = self._engine.decide(call)
-        except Exception:
-            self._stats.engine_errors += 1
-            logger.exception("engine.decide() failed; connecting the call")
+    async def _command(self, timeout: float, command: str, *args: str | int) -> Reply | None:
+        """Send one command and wait up to ``timeout`` s for its final reply; None when Asterisk closed."""
+        if self._phase == _DONE:
             return None
-        self._stats.decisions += 1
-        return verdict
+        waiter: asyncio.Future[Reply | None] = self._loop.create_future()
+        self._waiter = waiter
+        try:
+            self._send(command, *args, timeout=None)
+            async with asyncio.timeout(timeout):
+                return await waiter
+        finally:
+            self._waiter = None
 
-    def _variables_for(self, verdict: Verdict | None) -> tuple[tuple[str, str], ...]:
-        if verdict is None:
-            return _fail_open_variables("error")
-        return verdict_variables(verdict, cause_default=self._settings.cause_default)
+    # -- I/O -----------------------------------------------------------------------------------------
 
-    async def _fail_open(self, reason: str) -> None:
-        """Leave the call connecting: let the outstanding command finish (AGI has no pipelining),
-        still within its command_timeout, then set CALLSHIELD_REASON and CALLSHIELD_ACTION=connect."""
-        if self.hangup_seen or self._conn.state in (ConnectionState.CLOSED, ConnectionState.ERROR):
-            return
-        if self._conn.awaiting_reply:
-            async with asyncio.timeout_at(self._sent_at + self._settings.command_timeout):
-                reply = await self._final_reply()
-            if not self._may_continue(reply):
-                return
-        await self._set_variables(_fail_open_variables(reason))
-
-    async def _set_variables(self, variables: Sequence[tuple[str, str]]) -> bool:
-        """Set each variable in turn; False as soon as the caller is gone or Asterisk refuses."""
-        for name, value in variables:
-            async with asyncio.timeout(self._settings.command_timeout):
-                reply = await self._command("SET VARIABLE", name, value)
-            if not self._may_continue(reply):
-                return False
-        return True
-
-    def _may_continue(self, reply: Reply | None) -> bool:
-        if reply is None:
-            return False  # Asterisk closed the connection
-        if not reply.ok:
-            self._stats.refused_commands += 1
-            level = logging.DEBUG if reply.code == 511 else logging.WARNING
-            logger.log(level, "Asterisk answered %r with %r; session ends", self._last_command, reply.raw)
-            return False
-        return not self.hangup_seen
-
-    # -- I/O -------------------------------------------------------------------------------------
-
-    async def _read_header(self) -> Header | None:
-        async with asyncio.timeout(self._settings.header_timeout):
-            event = await self._next_event()
-        return event if isinstance(event, Header) else None
-
-    async def _command(self, command: str, *args: str | int) -> Reply | None:
-        """Send one command and return its final reply; None when Asterisk closed first."""
+    def _send(self, command: str, *args: str | int, timeout: float | None) -> None:
+        """Write one command; with ``timeout``, the session ends unless its reply comes in time."""
         line = self._conn.send_command(command, *args)
         self._last_command = line.decode("utf-8").rstrip("\n")
-        self._sent_at = asyncio.get_running_loop().time()
-        self._writer.write(line)
-        await self._writer.drain()
-        return await self._final_reply()
+        assert self._transport is not None
+        self._transport.write(line)
+        if timeout is not None:
+            self._arm(timeout)
 
-    async def _final_reply(self) -> Reply | None:
-        while True:
-            event = await self._next_event()
-            if isinstance(event, Hangup):
-                self._note_hangup()
-            elif isinstance(event, Reply):
-                if event.code >= 200:
-                    return event
-            else:
-                return None
+    def _arm(self, timeout: float) -> None:
+        self._disarm()
+        self._timer = self._loop.call_later(timeout, self._on_timeout)
 
-    def _note_hangup(self) -> None:
-        if not self.hangup_seen:
-            self.hangup_seen = True
-            self._stats.hangups += 1
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
-    async def _next_event(self) -> Event:
-        """The next event other than NeedData, reading at most READ_CHUNK bytes at a time."""
-        while isinstance(event := self._conn.next_event(), NeedData):
-            self._conn.receive_data(await self._reader.read(READ_CHUNK))
-        return event
+    def _cancel_timers(self) -> None:
+        self._disarm()
+        if self._budget is not None:
+            self._budget.cancel()
+            self._budget = None
+
+    def _on_timeout(self) -> None:
+        self._timer = None
+        if self._phase == _DONE:
+            return
+        self._stats.timeouts += 1
+        logger.info("FastAGI peer %s too slow; closing", self._peer())
+        self._abort()
+
+    def _finish(self) -> None:
+        """Close politely: flush what was written; abort if the peer does not take it in time."""
+        if self._phase == _DONE:
+            return
+        self._phase = _DONE
+        self._cancel_timers()
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+            self._loop.call_later(CLOSE_TIMEOUT, self._abort_unless_closed)
+
+    def _abort_unless_closed(self) -> None:
+        if not self.closed.done() and self._transport is not None:
+            self._transport.abort()
+
+    def _abort(self) -> None:
+        """Close at once, discarding unsent bytes (a broken or stuck peer)."""
+        self._phase = _DONE
+        self._cancel_timers()
+        if self._transport is not None:
+            self._transport.abort()
+
+    def cancel(self) -> None:
+        """End the session now (server shutdown after the grace period)."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        self._abort()
+
+    def _peer(self) -> str:
+        return str(self._transport.get_extra_info("peername")) if self._transport is not None else "?"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -475,7 +643,7 @@ class AgiServer:
         self._settings = settings if settings is not None else AgiServerSettings()
         self._stats = AgiServerStats()
         self._server: asyncio.Server | None = None
-        self._sessions: set[asyncio.Task[object]] = set()
+        self._sessions: set[_Session] = set()
         self._unknown_scripts: set[str] = set()
         self._closing = False
         self._closed = asyncio.Event()
@@ -489,6 +657,11 @@ class AgiServer:
     def engine(self) -> DecisionEngine:
         """The engine new sessions use."""
         return self._engine
+
+    @property
+    def closing(self) -> bool:
+        """Whether close() has begun: new connections are refused."""
+        return self._closing
 
     @property
     def stats(self) -> AgiServerStats:
@@ -522,11 +695,11 @@ class AgiServer:
             raise RuntimeError("the server is already started")
         if self._closing:
             raise RuntimeError("the server is closed")
-        self._server = await asyncio.start_server(
-            self._on_connection,
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _Session(self),
             self._settings.host,
             self._settings.port,
-            limit=self._settings.max_line,
             backlog=min(self._settings.max_sessions, 4096),
         )
         logger.info("FastAGI listening on %s", ", ".join(str(s.getsockname()) for s in self.sockets))
@@ -565,73 +738,21 @@ class AgiServer:
         await self.close()
 
     async def _drain_sessions(self, grace: float) -> None:
-        pending = set(self._sessions)
+        pending = {session.closed for session in self._sessions}
         if pending:
             _, pending = await asyncio.wait(pending, timeout=max(0.0, grace))
-        for task in pending:
-            task.cancel()
         if pending:
-            logger.info("cancelled %d FastAGI sessions still running after %.1f s", len(pending), grace)
-            await asyncio.gather(*pending, return_exceptions=True)
-
-    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        stats = self._stats
-        if self._closing or stats.sessions_active >= self._settings.max_sessions:
-            stats.sessions_rejected += 1
-            writer.close()  # fail open: Asterisk gets no variables and the dialplan connects
-            return
-        task = asyncio.current_task()
-        assert task is not None
-        self._sessions.add(task)
-        stats.sessions_active += 1
-        stats.sessions_total += 1
-        _set_nodelay(writer)
-        session = _Session(
-            reader,
-            writer,
-            engine=self._engine,
-            settings=self._settings,
-            stats=stats,
-            unknown_scripts=self._unknown_scripts,
-            rng=self._rng,
-        )
-        try:
-            await session.run()
-        except RemoteProtocolError as error:
-            stats.protocol_errors += 1
-            logger.info("FastAGI protocol error from %s: %s", _peer(writer), error)
-        except TimeoutError:
-            stats.timeouts += 1
-            logger.info("FastAGI peer %s too slow; closing", _peer(writer))
-        except OSError as error:
-            logger.debug("FastAGI connection from %s failed: %s", _peer(writer), error)
-        except Exception:
-            stats.errors += 1
-            logger.exception("FastAGI session from %s failed", _peer(writer))
-        finally:
-            stats.sessions_active -= 1
-            self._sessions.discard(task)
-            await _close_writer(writer)
+            logger.info("ending %d FastAGI sessions still running after %.1f s", len(pending), grace)
+            for session in list(self._sessions):
+                session.cancel()
+            await asyncio.wait(pending, timeout=CLOSE_TIMEOUT)
 
 
-def _set_nodelay(writer: asyncio.StreamWriter) -> None:
-    sock = writer.get_extra_info("socket")
+def _set_nodelay(transport: asyncio.BaseTransport) -> None:
+    sock = transport.get_extra_info("socket")
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-def _peer(writer: asyncio.StreamWriter) -> str:
-    return str(writer.get_extra_info("peername"))
-
-
-async def _close_writer(writer: asyncio.StreamWriter) -> None:
-    writer.close()
-    try:
-        async with asyncio.timeout(CLOSE_TIMEOUT):
-            await writer.wait_closed()
-    except (TimeoutError, OSError):
-        writer.transport.abort()
 
 
 async def run_server(
