@@ -1,6 +1,7 @@
 """FastAGI protocol benchmark: `callshield serve` against a bare server that answers `connect`.
 
-A load client speaks Asterisk's side of FastAGI (header block, `200 result=1` to every command) with
+A load client speaks Asterisk's side of FastAGI (header block, `200 result=1` to every command: the
+server sets its five variables with one `EXEC MSet`, as with the default `agi.mset = true`) with
 N concurrent sessions, against (a) a bare FastAGI server (the same transport, an engine that returns a
 fixed verdict without deciding) and (b) `callshield serve` on a fresh database with the real engine,
 each in its own process, in the same run. Then a paced run at a fixed rate for session latency.
@@ -94,6 +95,7 @@ class AsteriskSide(asyncio.Protocol):
         self._started = time.perf_counter()
         self.transport: asyncio.Transport | None = None
         self.timed_out = False
+        self.action_set = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -103,6 +105,8 @@ class AsteriskSide(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         lines = data.count(b"\n")  # commands arrive whole: the server writes one line and waits
         self._lines += lines
+        if b"CALLSHIELD_ACTION" in data:
+            self.action_set = True
         if b"CALLSHIELD_REASON timeout" in data:
             self.timed_out = True
         assert self.transport is not None
@@ -114,8 +118,8 @@ class AsteriskSide(asyncio.Protocol):
         if self.timed_out:
             FAIL_OPEN.append(1)
             self._done.set_result(time.perf_counter() - self._started)
-        elif self._lines < 5:
-            self._done.set_exception(RuntimeError(f"only {self._lines} commands before the close"))
+        elif not self.action_set:
+            self._done.set_exception(RuntimeError(f"closed after {self._lines} commands without an action"))
         else:
             self._done.set_result(time.perf_counter() - self._started)
 

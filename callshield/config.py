@@ -111,6 +111,8 @@ class AgiConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True)
     """Bound on the whole verdict exchange; on expiry the call is connected with reason ``timeout``."""
     max_sessions: int = 10_000
     max_line: int = 8192
+    mset: bool = True
+    """Set the verdict's variables with one ``EXEC MSet`` (one round trip) rather than one SET VARIABLE each."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

@@ -70,6 +70,7 @@ def agi_settings(config: Config, *, host: str | None = None, port: int | None = 
         max_sessions=agi.max_sessions,
         cause_default=config.policy.block_cause,
         max_buffer=max(65536, agi.max_line),
+        mset=agi.mset,
     )
 
 

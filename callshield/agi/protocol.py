@@ -430,6 +430,10 @@ class AgiConnection:
         raise error
 
     def _next_event(self) -> Event:
+        if self._state is ConnectionState.HEADER and not self._variables:
+            header = self._whole_header()
+            if header is not None:
+                return header
         # Each pass consumes one buffered line, so this ends: with an event, NeedData or an error.
         while (line := self._take_line()) is not None:
             event = self._on_line(*line)
@@ -513,6 +517,40 @@ class AgiConnection:
         self._event_bytes += size
         if self._event_bytes > self.max_buffer:
             raise RemoteProtocolError(f"AGI header or reply larger than {self.max_buffer} bytes")
+
+    def _whole_header(self) -> Header | None:
+        """Fast path: a complete, well-formed header already buffered, parsed in one pass.
+
+        Only for input the line-by-line rules accept unchanged (LF line ends, ASCII, no NUL,
+        within the bounds, valid names, no repeats); for anything else it returns None and
+        consumes nothing, and the line-by-line path gives the verdict, errors included.
+        """
+        buffer = self._buffer
+        end = buffer.find(b"\n\n")
+        if end < 0 or end + 2 > self.max_buffer:
+            return None
+        block = bytes(buffer[:end])
+        if b"\r" in block or b"\x00" in block or not block.isascii():
+            return None
+        lines = block.decode("ascii").split("\n")
+        if len(lines) > self.max_header_lines:
+            return None
+        variables: dict[str, str] = {}
+        max_line = self.max_line
+        for line in lines:
+            name, colon, value = line.partition(": ")
+            if not colon or len(line) > max_line or name in variables or not _HEADER_NAME.fullmatch(name):
+                if not (line.endswith(":") and _HEADER_NAME.fullmatch(line[:-1]) and line[:-1] not in variables):
+                    return None
+                name, value = line[:-1], ""  # "name:" with nothing after: an empty value
+                if len(line) > max_line:
+                    return None
+            variables[name] = value
+        del buffer[: end + 2]
+        self._scanned = 0
+        self.header = _make_header(variables)
+        self._state = ConnectionState.IDLE
+        return self.header
 
     # -- lines -----------------------------------------------------------------------------------
 

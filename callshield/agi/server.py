@@ -69,6 +69,7 @@ from callshield.agi.protocol import (
 from callshield.agi.translate import (
     VALUE_LIMIT,
     call_from_header,
+    mset_argument,
     outcome_from_args,
     screen_from_args,
     trunk_from_channel,
@@ -102,6 +103,8 @@ CLOSE_TIMEOUT: Final = 1.0
 """Seconds a closing connection may take to flush before it is aborted."""
 UNKNOWN_SCRIPTS_LOGGED: Final = 100
 """Distinct unknown script names logged at WARNING; later ones only at DEBUG."""
+MSET_MISSING: Final = "-2"
+"""EXEC's result when the application does not exist."""
 SOUND_LIMIT: Final = 30.0
 """Seconds one prompt sound of the screening challenge may play before the peer counts as stuck."""
 
@@ -146,6 +149,8 @@ class AgiServerSettings:
     max_sessions: int = 10000
     cause_default: int = 21
     """Q.850 cause used when a verdict carries none in 1..127 (21: call rejected)."""
+    mset: bool = True
+    """Set a verdict's variables with one ``EXEC MSet`` instead of one SET VARIABLE each."""
 
     def __post_init__(self) -> None:
         for name in ("max_line", "max_header_lines", "max_buffer", "max_sessions"):
@@ -242,6 +247,7 @@ class _Session(asyncio.Protocol):
         self._budget: asyncio.TimerHandle | None = None
         self._budget_spent = False
         self._pending: list[tuple[str, str]] = []
+        self._mset: Variables | None = None  # the variables of an outstanding EXEC MSet
         self._then: Callable[[], None] = self._finish
         self._waiter: asyncio.Future[Reply | None] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -340,6 +346,11 @@ class _Session(asyncio.Protocol):
         if self._phase == _HEADER or not self._may_continue(reply):
             self._finish()
             return
+        assert reply is not None
+        if self._mset is not None:
+            variables, self._mset = self._mset, None
+            if reply.result == MSET_MISSING:  # no MSet application: one SET VARIABLE each
+                self._pending = list(reversed(variables))
         if self._budget_spent and self._phase == _VARIABLES:
             self._phase = _FAIL_OPEN  # the decision budget expired: connect, after the outstanding reply
             self._set_variables(_fail_open_variables("timeout"), then=self._finish)
@@ -432,11 +443,17 @@ class _Session(asyncio.Protocol):
             self._stats.decision_timeouts += 1
 
     def _set_variables(self, variables: Variables, *, then: Callable[[], None]) -> None:
-        """SET VARIABLE each in turn, one reply at a time; then ``then()`` (unless the session ends)."""
-        self._pending = list(variables)
-        self._pending.reverse()
+        """Set the variables, in one EXEC MSet or one SET VARIABLE at a time (a reply each); then
+        ``then()``, unless the session ends first."""
         self._then = then
-        self._send_next()
+        argument = mset_argument(variables) if self._settings.mset else None
+        if argument is None:
+            self._pending = list(reversed(variables))
+            self._send_next()
+            return
+        self._pending = []
+        self._mset = variables
+        self._send("EXEC", "MSet", argument, timeout=self._settings.command_timeout)
 
     def _send_next(self) -> None:
         if self._pending:
@@ -500,7 +517,7 @@ class _Session(asyncio.Protocol):
         for name, value in (("CALLSHIELD_SCREEN", result.value), ("CALLSHIELD_ACTION", action.value)):
             reply = await self._command(self._settings.command_timeout, "SET VARIABLE", name, value)
             if not self._may_continue(reply):
-                return
+                return  # (two variables after a long challenge: not worth an MSet)
 
     async def _run_challenge(self, challenge: Challenge) -> ScreenResult:
         command_timeout = self._settings.command_timeout

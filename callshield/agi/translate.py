@@ -18,6 +18,7 @@ __all__ = [
     "VALUE_LIMIT",
     "call_from_header",
     "fail_open_variables",
+    "mset_argument",
     "outcome_from_args",
     "screen_from_args",
     "trunk_from_channel",
@@ -35,6 +36,7 @@ _SMALL_INTEGER: Final = re.compile(r"[0-9]{1,3}")
 _SECONDS: Final = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,6})?")
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
 _ABSENT: Final = frozenset({"", "unknown"})
+_MSET_SAFE: Final = re.compile(r"[A-Za-z0-9_]+=[A-Za-z0-9:._+/@-]*")
 
 
 def trunk_from_channel(channel: str) -> str:
@@ -123,3 +125,15 @@ def fail_open_variables(reason: str) -> tuple[tuple[str, str], ...]:
 def variable_value(text: str) -> str:
     """Text safe for one command argument: no control characters, at most VALUE_LIMIT long."""
     return _CONTROL.sub("", text)[:VALUE_LIMIT]
+
+
+def mset_argument(variables: Sequence[tuple[str, str]]) -> str | None:
+    """The argument of one ``EXEC MSet`` that sets every variable in order, in one round trip.
+
+    None when a name or value holds a character that MSet (commas, ``=``) or the AGI command line
+    (spaces, quotes, backslashes) would need escaped: the caller then sets them one at a time.
+    """
+    pairs = [f"{name}={value}" for name, value in variables]
+    if not all(_MSET_SAFE.fullmatch(pair) for pair in pairs):
+        return None
+    return ",".join(pairs)

@@ -38,6 +38,8 @@ def agi_session(port: int, caller: str, n: int = 1) -> dict[str, str]:
             parts = line.decode().strip().split(" ", 3)
             if parts[:2] == ["SET", "VARIABLE"]:
                 variables[parts[2]] = parts[3].strip('"')
+            elif parts[:2] == ["EXEC", "MSet"]:  # one command: NAME=value,NAME=value,...
+                variables.update(pair.split("=", 1) for pair in parts[2].split(","))  # type: ignore[misc]
             stream.write(b"200 result=1\n")
             stream.flush()
     return variables

@@ -759,3 +759,27 @@ def test_arbitrary_input_is_chunking_invariant(data: bytes, cuts: list[int]) -> 
     whole = events_and_ending(data, [data], max_line=64)
     assert events_and_ending(data, split_at(data, cuts), max_line=64) == whole
     assert events_and_ending(data, bytewise(data), max_line=64) == whole
+
+
+_VALUE_CHARACTERS = st.one_of(
+    st.characters(min_codepoint=32, max_codepoint=126),  # mostly ASCII: the fast path's input
+    st.characters(codec="utf-8", exclude_categories=("Cs",), exclude_characters="\n"),
+)
+_HEADER_LINE = st.one_of(
+    st.builds(
+        lambda name, value: f"{name}: {value}",
+        st.sampled_from(["agi_callerid", "agi_dnid", "agi_arg_1", "agi_x", "agi_network_script", "agi_", "x"]),
+        st.text(alphabet=_VALUE_CHARACTERS, max_size=70),
+    ),
+    st.sampled_from(["agi_empty:", "agi_nospace:x", "agi_a:  two spaces", "agi_b: a: b", "no colon", "agi_c: x\r"]),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_HEADER_LINE, max_size=8), st.binary(max_size=40))
+def test_whole_header_fast_path_agrees_with_the_line_rules(lines: list[str], after: bytes) -> None:
+    # A header fed whole may be parsed in one pass; byte by byte it never is: both must agree,
+    # errors included, at tight bounds too.
+    data = ("\n".join(lines) + "\n\n").encode() + after
+    for bounds in ({"max_line": 64}, {"max_line": 40, "max_header_lines": 5, "max_buffer": 200}):
+        assert events_and_ending(data, [data], **bounds) == events_and_ending(data, bytewise(data), **bounds)

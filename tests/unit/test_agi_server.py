@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import random
 import re
@@ -30,7 +31,9 @@ from callshield.config import ScreeningConfig
 from callshield.config import Seconds as Sec
 from callshield.verdict import Action, Call, CallOutcome, Mode, ScreenResult, Verdict
 
-FAST = AgiServerSettings(port=0, header_timeout=0.5, command_timeout=0.5, decision_timeout=0.3)
+FAST = AgiServerSettings(port=0, header_timeout=0.5, command_timeout=0.5, decision_timeout=0.3, mset=False)
+"""Variables one SET VARIABLE at a time: the protocol tests below follow each command. MSet has its own."""
+MSET = dataclasses.replace(FAST, mset=True)
 SLACK = 0.5  # scheduling allowance on a loaded machine
 IDLE = 1000
 
@@ -267,6 +270,60 @@ async def test_screen_verdict_is_returned_for_the_dialplan(server: AgiServer, en
     engine.action = Action.SCREEN
     side = await fake_asterisk(server.port, PSTN_CALL)
     assert side.commands == verdict_commands(1, "screen")
+
+
+# ---------------------------------------------------------------------------------------------------
+# One EXEC MSet instead of five SET VARIABLEs
+# ---------------------------------------------------------------------------------------------------
+
+MSET_VERDICT = (
+    "EXEC MSet CALLSHIELD_ID=d1,CALLSHIELD_SCORE=87,CALLSHIELD_REASON=denylist:prefix,CALLSHIELD_CAUSE=21,"
+    "CALLSHIELD_ACTION=block"
+)
+
+
+@pytest.fixture
+async def mset_server(engine: FakeEngine) -> AsyncIterator[AgiServer]:
+    agi = AgiServer(engine, MSET)
+    await agi.start()
+    yield agi
+    await agi.close(grace=1.0)
+
+
+async def test_verdict_in_one_mset(mset_server: AgiServer) -> None:
+    side = await fake_asterisk(mset_server.port, PSTN_CALL, lambda command: b"200 result=0\n")
+    assert side.commands == [MSET_VERDICT]
+    assert side.closed
+
+
+async def test_without_mset_application_variables_are_set_one_by_one(mset_server: AgiServer) -> None:
+    side = await fake_asterisk(
+        mset_server.port, PSTN_CALL, lambda c: b"200 result=-2\n" if c.startswith("EXEC") else b"200 result=1\n"
+    )
+    assert side.commands == [MSET_VERDICT, *verdict_commands(1)]
+
+
+async def test_unsafe_value_falls_back_to_set_variable(mset_server: AgiServer, engine: FakeEngine) -> None:
+    unsafe = dataclasses.replace(engine)
+    unsafe_verdict = msgspec.structs.replace(make_verdict(Call(caller="1"), 1, Action.BLOCK), reason="a,b c")
+    unsafe.decide = lambda call: unsafe_verdict  # type: ignore[method-assign]
+    mset_server.swap_engine(unsafe)
+    side = await fake_asterisk(mset_server.port, PSTN_CALL)
+    assert side.commands[2] == 'SET VARIABLE CALLSHIELD_REASON "a,b c"'
+    assert len(side.commands) == 5
+
+
+async def test_slow_mset_reply_ends_in_connect_with_reason_timeout(mset_server: AgiServer) -> None:
+    side = await fake_asterisk(mset_server.port, PSTN_CALL, delay=MSET.decision_timeout + 0.05)
+    assert side.commands == [MSET_VERDICT, "EXEC MSet CALLSHIELD_REASON=timeout,CALLSHIELD_ACTION=connect"]
+    assert mset_server.stats.decision_timeouts == 1
+
+
+async def test_refused_mset_ends_the_session(mset_server: AgiServer) -> None:
+    side = await fake_asterisk(mset_server.port, PSTN_CALL, lambda c: b"511 Command Not Permitted\n")
+    assert side.commands == [MSET_VERDICT]
+    assert side.closed
+    assert mset_server.stats.refused_commands == 1
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -687,7 +744,7 @@ def _free_port() -> int:
 async def test_run_server_until_stopped(engine: FakeEngine) -> None:
     port = _free_port()
     stop = asyncio.Event()
-    task = asyncio.create_task(run_server(engine, AgiServerSettings(port=port), stop=stop, grace=0.5))
+    task = asyncio.create_task(run_server(engine, AgiServerSettings(port=port, mset=False), stop=stop, grace=0.5))
     for _ in range(100):
         try:
             side = await fake_asterisk(port, PSTN_CALL, limit=2.0)
