@@ -579,3 +579,19 @@ def test_ftc_raw_strings() -> None:
     assert rows == FTC_ROWS
     assert fast / rows > 0.80
     assert kinds[K.NUMBER] / rows > 0.95
+
+
+def test_number_type_given_the_region_agrees_with_phonenumbers() -> None:
+    import random
+
+    import phonenumbers
+
+    from callshield.numbers import _number_type
+
+    rng = random.Random(11)
+    texts = [f"+1{rng.randint(200, 999)}{rng.randint(0, 9_999_999):07d}" for _ in range(3000)]
+    texts += [f"+{rng.choice([44, 33, 49, 52, 61, 7, 81, 800, 882])}{rng.randint(10**6, 10**11)}" for _ in range(2000)]
+    for text in texts:
+        parsed = phonenumbers.parse(text, None)
+        region = phonenumbers.region_code_for_number(parsed)
+        assert _number_type(parsed, region) == phonenumbers.number_type(parsed), text
