@@ -48,7 +48,6 @@ A failure in one session is logged and counted and never reaches the others.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import random
@@ -269,7 +268,7 @@ class _Session(asyncio.Protocol):
         server._sessions.add(self)
         stats.sessions_active += 1
         stats.sessions_total += 1
-        _set_nodelay(self._transport)
+        # No TCP_NODELAY call: asyncio's and uvloop's TCP transports set it on every socket already.
         self._arm(self._settings.header_timeout)
 
     def data_received(self, data: bytes) -> None:
@@ -763,13 +762,6 @@ class AgiServer:
             for session in list(self._sessions):
                 session.cancel()
             await asyncio.wait(pending, timeout=CLOSE_TIMEOUT)
-
-
-def _set_nodelay(transport: asyncio.BaseTransport) -> None:
-    sock = transport.get_extra_info("socket")
-    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 async def run_server(

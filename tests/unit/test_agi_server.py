@@ -833,3 +833,30 @@ def test_verdict_variables_are_safe() -> None:
     assert variables["CALLSHIELD_SCORE"] == "100"
     assert variables["CALLSHIELD_REASON"].startswith("abcx") and len(variables["CALLSHIELD_REASON"]) == 128
     assert list(variables)[-1] == "CALLSHIELD_ACTION"
+
+
+async def test_event_loops_set_tcp_nodelay_on_accepted_sockets() -> None:
+    # The server relies on it instead of a setsockopt per call: replies must not wait for Nagle.
+    assert await nodelay_of_an_accepted_socket() != 0
+
+
+def test_uvloop_sets_tcp_nodelay_on_accepted_sockets() -> None:
+    uvloop = pytest.importorskip("uvloop")
+    assert uvloop.run(nodelay_of_an_accepted_socket()) != 0
+
+
+async def nodelay_of_an_accepted_socket() -> int:
+    seen: list[int] = []
+
+    class Probe(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            sock = transport.get_extra_info("socket")
+            seen.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            transport.close()
+
+    listener = await asyncio.get_running_loop().create_server(Probe, "127.0.0.1", 0)
+    reader, writer = await asyncio.open_connection("127.0.0.1", listener.sockets[0].getsockname()[1])
+    await reader.read()
+    writer.close()
+    listener.close()
+    return seen[0]
