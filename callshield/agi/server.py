@@ -213,6 +213,10 @@ decision budget expired; running the screening challenge (a coroutine); closing.
 Variables = Sequence[tuple[str, str]]
 
 
+def _nothing() -> None:
+    pass
+
+
 class _Session(asyncio.Protocol):
     """One FastAGI connection, from the header to the close, driven by callbacks.
 
@@ -289,6 +293,13 @@ class _Session(asyncio.Protocol):
             self._server._sessions.discard(self)
         if not self.closed.done():
             self.closed.set_result(None)
+        # Break the reference cycles (transport <-> protocol, the continuation's closure) so that
+        # reference counting frees the session now: left to the cyclic GC, thousands of dead
+        # sessions made its full collections stall the loop for 100+ ms.
+        self._transport = None
+        self._then = _nothing
+        self._pending = []
+        self._mset = None
 
     # -- events ------------------------------------------------------------------------------------
 
