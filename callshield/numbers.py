@@ -487,15 +487,21 @@ def _from_digits(raw: str, number: _Digits, region: str) -> NumberInfo:
     limit = _MAX_E164_DIGITS if number.international else _MAX_NATIONAL_DIGITS
     if len(number.digits) > limit:
         return _without_number(raw, NumberKind.TOO_LONG)
-    text = "+" + number.digits if number.international else number.digits
-    try:
-        parsed = phonenumbers.parse(text, region)
-    except NumberParseException as error:
-        return _without_number(raw, _PARSE_ERROR_KINDS.get(error.error_type, NumberKind.INVALID))
-    kind = _possibility_kind(parsed, number, region)
-    if kind is not NumberKind.NUMBER:
-        return _without_number(raw, kind)
-    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    nanp = _nanp_national(number, region)
+    if nanp is not None:
+        # A complete NANP number: what parse, is_possible_number and format_number would give.
+        parsed = PhoneNumber(country_code=_NANP_COUNTRY_CODE, national_number=int(nanp))
+        e164 = "+1" + nanp
+    else:
+        text = "+" + number.digits if number.international else number.digits
+        try:
+            parsed = phonenumbers.parse(text, region)
+        except NumberParseException as error:
+            return _without_number(raw, _PARSE_ERROR_KINDS.get(error.error_type, NumberKind.INVALID))
+        kind = _possibility_kind(parsed, number, region)
+        if kind is not NumberKind.NUMBER:
+            return _without_number(raw, kind)
+        e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
     if len(e164) - 1 > _MAX_E164_DIGITS:
         return _without_number(raw, NumberKind.TOO_LONG)
     number_region = phonenumbers.region_code_for_number(parsed)
@@ -514,6 +520,19 @@ def _from_digits(raw: str, number: _Digits, region: str) -> NumberInfo:
         exchange=_exchange(parsed, e164, number_type),
         restricted=False,
     )
+
+
+def _nanp_national(number: _Digits, region: str) -> str | None:
+    """The 10 national digits of ``+1 NXX NXX XXXX`` (or ``NXX NXX XXXX`` dialled in a NANP region),
+    else None. Most callers of a North American PBX are such numbers: they skip phonenumbers.parse."""
+    digits = number.digits
+    if number.international:
+        if len(digits) != 11 or digits[0] != "1":
+            return None
+        digits = digits[1:]
+    elif len(digits) != 10 or region not in _NANP_REGIONS:
+        return None
+    return digits if digits[0] in "23456789" else None
 
 
 def _number_type(parsed: PhoneNumber, region: str | None) -> int:

@@ -595,3 +595,23 @@ def test_number_type_given_the_region_agrees_with_phonenumbers() -> None:
         parsed = phonenumbers.parse(text, None)
         region = phonenumbers.region_code_for_number(parsed)
         assert _number_type(parsed, region) == phonenumbers.number_type(parsed), text
+
+
+def test_nanp_shortcut_agrees_with_phonenumbers_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+    import random
+
+    from callshield import numbers
+
+    rng = random.Random(5)
+    texts = [f"+1{rng.randint(0, 9_999_999_999):010d}" for _ in range(3000)]
+    texts += [f"{rng.randint(0, 9_999_999_999):010d}" for _ in range(3000)]
+    texts += [f"1{rng.randint(0, 9_999_999_999):010d}" for _ in range(1000)]
+    cases = [(text, region) for text in texts for region in ("US", "JM", "GB")]
+    fast = [numbers._classify(text, region) for text, region in cases]
+    assert (
+        sum(numbers._nanp_national(numbers._Digits(t.lstrip("+"), t.startswith("+")), r) is not None for t, r in cases)
+        > 3000
+    )  # the shortcut was taken
+    monkeypatch.setattr(numbers, "_nanp_national", lambda number, region: None)
+    slow = [numbers._classify(text, region) for text, region in cases]
+    assert fast == slow
