@@ -236,6 +236,7 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--config", help="config file for callshield serve (default: embedded defaults)")
     parser.add_argument(
         "--no-pin", dest="pin", action="store_false", help="do not pin the server to CPU 0 and the client to CPU 1"
     )
@@ -246,6 +247,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         env = {**os.environ, "XDG_DATA_HOME": scratch}
         env.pop("CALLSHIELD_CONFIG", None)
+        if args.config:
+            env["CALLSHIELD_CONFIG"] = str(Path(args.config).resolve())
         port = free_port()
         bare = Path(scratch) / "bare.py"
         bare.write_text(BARE_SERVER.format(root=str(ROOT), port=port))
