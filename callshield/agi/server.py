@@ -55,8 +55,9 @@ import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Final, Protocol, cast
+from typing import Final, cast
 
+from callshield.adapter import DecisionEngine, report_screen
 from callshield.agi.protocol import (
     AgiConnection,
     Hangup,
@@ -77,7 +78,7 @@ from callshield.agi.translate import (
 from callshield.agi.translate import fail_open_variables as _fail_open_variables
 from callshield.config import ScreeningConfig
 from callshield.screening import KEYS, Challenge, Finished, Play, challenge_rng, key_from_result
-from callshield.verdict import Action, Call, CallOutcome, ScreenResult, Verdict
+from callshield.verdict import Action, Call, ScreenResult, Verdict
 
 __all__ = [
     "HANGUP_SCRIPT",
@@ -106,27 +107,6 @@ MSET_MISSING: Final = "-2"
 """EXEC's result when the application does not exist."""
 SOUND_LIMIT: Final = 30.0
 """Seconds one prompt sound of the screening challenge may play before the peer counts as stuck."""
-
-
-class DecisionEngine(Protocol):
-    """What the server needs from the decision core."""
-
-    def decide(self, call: Call) -> Verdict:
-        """The verdict for one call: synchronous, fast (~50 µs), never raises for bad input."""
-        ...
-
-    def feedback(self, outcome: CallOutcome) -> object:
-        """Learn how a decided call ended (synchronous; the result is ignored)."""
-        ...
-
-    def screened(self, decision_id: str, result: ScreenResult) -> object:
-        """Learn a screening challenge's result (taken once per decision; the result is ignored)."""
-        ...
-
-    @property
-    def screening(self) -> ScreeningConfig | None:
-        """The challenge settings when sessions run the screening challenge; None leaves it to the dialplan."""
-        ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -518,9 +498,9 @@ class _Session(asyncio.Protocol):
         try:
             result = await self._run_challenge(challenge)
         except TimeoutError:
-            self._record_screen(verdict, challenge.hung_up())
+            report_screen(self._engine, self._stats, verdict.id, challenge.hung_up())
             raise  # the peer is stuck: the session ends as any other that times out
-        self._record_screen(verdict, result)
+        report_screen(self._engine, self._stats, verdict.id, result)
         if self.hangup_seen:
             return
         action = Action.CONNECT if result is ScreenResult.PASSED else Action.BLOCK
@@ -548,20 +528,6 @@ class _Session(asyncio.Protocol):
     def _answered(self, reply: Reply | None) -> bool:
         """Whether a challenge step went through: not refused, no hangup, no ``result=-1`` (channel gone)."""
         return self._may_continue(reply) and reply is not None and not (reply.result or "").startswith("-")
-
-    def _record_screen(self, verdict: Verdict, result: ScreenResult) -> None:
-        stats = self._stats
-        if result is ScreenResult.PASSED:
-            stats.screen_passed += 1
-        elif result is ScreenResult.FAILED:
-            stats.screen_failed += 1
-        else:
-            stats.screen_timeout += 1
-        try:
-            self._engine.screened(verdict.id, result)
-        except Exception:
-            stats.engine_errors += 1
-            logger.exception("engine.screened() failed for decision %s", verdict.id)
 
     async def _command(self, timeout: float, command: str, *args: str | int) -> Reply | None:
         """Send one command and wait up to ``timeout`` s for its final reply; None when Asterisk closed."""

@@ -48,6 +48,7 @@ from typing import Final, Literal, Protocol
 
 import msgspec
 
+from callshield.adapter import DecisionEngine, report_screen
 from callshield.agi.server import trunk_from_channel, verdict_variables
 from callshield.ari._client import AriConnectionError, AriError, AriHttpError, AriResponse, ChannelGone
 from callshield.ari._events import (
@@ -115,25 +116,8 @@ _PRESENTATIONS: Final = {
 }
 
 
-class AriEngine(Protocol):
-    """What the application needs from the decision core (:class:`~callshield.engine.Firewall`)."""
-
-    def decide(self, call: Call) -> Verdict:
-        """The verdict for one call (synchronous, fast)."""
-        ...
-
-    def feedback(self, outcome: CallOutcome) -> object:
-        """Learn how a decided call ended (taken once per decision id)."""
-        ...
-
-    def screened(self, decision_id: str, result: ScreenResult) -> object:
-        """Learn a screening challenge's result (taken once per decision id)."""
-        ...
-
-    @property
-    def screening(self) -> ScreeningConfig | None:
-        """The challenge settings when the session runs the challenge; None leaves it to the dialplan."""
-        ...
+AriEngine = DecisionEngine
+"""What the application needs from the decision core (the adapters' shared protocol)."""
 
 
 class AriRest(Protocol):
@@ -544,9 +528,9 @@ class AriApp:
         try:
             result = await self._run_challenge(state, challenge)
         except _Gone:
-            self._record_screen(verdict, challenge.hung_up())
+            report_screen(self._engine, self._stats, verdict.id, challenge.hung_up())
             raise
-        self._record_screen(verdict, result)
+        report_screen(self._engine, self._stats, verdict.id, result)
         action = Action.CONNECT if result is ScreenResult.PASSED else Action.BLOCK
         await self._set_variables(state, (("CALLSHIELD_SCREEN", result.value), ("CALLSHIELD_ACTION", action.value)))
         if action is Action.CONNECT:
@@ -624,20 +608,6 @@ class AriApp:
     async def _stop_playback(self, state: _ChannelState, playback_id: str) -> None:
         with contextlib.suppress(AriHttpError):  # 404: it had just finished
             await self._send(state, stop_playback(playback_id))
-
-    def _record_screen(self, verdict: Verdict, result: ScreenResult) -> None:
-        stats = self._stats
-        if result is ScreenResult.PASSED:
-            stats.screen_passed += 1
-        elif result is ScreenResult.FAILED:
-            stats.screen_failed += 1
-        else:
-            stats.screen_timeout += 1
-        try:
-            self._engine.screened(verdict.id, result)
-        except Exception:
-            stats.engine_errors += 1
-            logger.exception("engine.screened() failed for decision %s", verdict.id)
 
     # -- requests --------------------------------------------------------------------------------
 
