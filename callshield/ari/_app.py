@@ -49,7 +49,7 @@ from typing import Final, Literal, Protocol
 import msgspec
 
 from callshield.adapter import DecisionEngine, report_screen
-from callshield.agi.server import trunk_from_channel, verdict_variables
+from callshield.agi.translate import trunk_from_channel, verdict_variables
 from callshield.ari._client import AriConnectionError, AriError, AriHttpError, AriResponse, ChannelGone
 from callshield.ari._events import (
     Channel,
