@@ -105,6 +105,17 @@ CREATE TABLE IF NOT EXISTS pattern_state (
     state BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS pattern_state_by_last ON pattern_state (last);
+-- Standing verdicts of peer nodes (the mesh), one per subject (E.164, or its keyed hash in privacy
+-- mode) and node; see peers.py.
+CREATE TABLE IF NOT EXISTS peer_verdicts (
+    subject TEXT NOT NULL,
+    node TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    at REAL NOT NULL,
+    expires REAL NOT NULL,
+    PRIMARY KEY (subject, node)
+) WITHOUT ROWID;
 -- One row per finished blocklist import.
 CREATE TABLE IF NOT EXISTS imports (
     id INTEGER PRIMARY KEY,
