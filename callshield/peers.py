@@ -7,7 +7,7 @@ Rules (the mesh's evidence, contract 2 of DESIGN.md):
 - One standing verdict per (subject, node): a newer one (by the node's sequence number) replaces
   it, an older or equal one is ignored (QoS 1 redelivers), a revocation from that node removes it.
   A verdict stands until its TTL runs out.
-- Weight: the sum over standing verdicts of the node's trust × the kind's weight, decayed with
+- Weight: the sum over standing verdicts of the node's trust times the kind's weight, decayed with
   the reputation half-life since the verdict was made. It feeds the ``peer_bad`` feature.
 - Blockers: the distinct nodes whose standing verdict is a block. Peer evidence alone may raise a
   caller at most to ``screen``; a block that needs peer evidence needs ``quorum`` blockers (the
