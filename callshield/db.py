@@ -116,6 +116,14 @@ CREATE TABLE IF NOT EXISTS peer_verdicts (
     expires REAL NOT NULL,
     PRIMARY KEY (subject, node)
 ) WITHOUT ROWID;
+-- The mesh's outbox: messages committed before they are published, removed when the broker
+-- acknowledges them (outbox.py). The last sequence number handed out is meta 'mesh_seq'.
+CREATE TABLE IF NOT EXISTS mesh_outbox (
+    seq INTEGER PRIMARY KEY,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    created REAL NOT NULL
+);
 -- One row per finished blocklist import.
 CREATE TABLE IF NOT EXISTS imports (
     id INTEGER PRIMARY KEY,
