@@ -24,6 +24,7 @@ from typing import Any
 
 import msgspec
 import phonenumbers
+from msgspec.structs import replace as _replace
 
 from callshield import db
 from callshield.audit import AuditLog, decision_id
@@ -33,6 +34,7 @@ from callshield.features import feature_vector
 from callshield.liststore import ListStore
 from callshield.numbers import Normalizer, NumberInfo, NumberKind
 from callshield.patterns import NO_CALLEE, NO_PATTERN, PatternTracker
+from callshield.peers import NO_PEERS, PeerKind, PeerLedger, PeerView
 from callshield.policy import ExpertScorer, Scorer, action_for
 from callshield.reputation import UNKNOWN_VIEW, EvidenceKind, ReputationStore
 from callshield.rules import Pattern, Rule, RuleAction, RuleSet, parse_pattern
@@ -40,6 +42,7 @@ from callshield.verdict import Action, Call, CallOutcome, Mode, Reason, ScreenRe
 
 log = logging.getLogger(__name__)
 
+_PEER_REASON = "reputation:peer"
 RECENT_DECISIONS = 200_000
 CHALLENGED_CALLERS = 100_000
 """Callers whose recent screening challenges are counted in memory (others are counted from the audit log)."""
@@ -98,6 +101,8 @@ class Firewall:
             open_call=config.patterns.open_call,
         )
         self.patterns.restore(conn, now)
+        self.peers = PeerLedger(half_life=config.reputation.half_life)
+        self.peers.load(conn, now)
         self._custom_scorer = scorer
         self._recent: OrderedDict[str, _Recent] = OrderedDict()
         self._passes: dict[tuple[int, str], float] = {}
@@ -192,8 +197,13 @@ class Firewall:
         caller, callee, tenant = self.normalize_call(call)
         callee_label = _callee_label(call.callee, callee)
         key = caller.key
+        peer = NO_PEERS
         if key is not None:
             reputation = self.store.view(key, now)
+            if self.peers.subjects():
+                peer = self.peers.view(self.peer_subject(caller), now)
+                if peer.nodes:
+                    reputation = _replace(reputation, peer_bad=reputation.peer_bad + peer.weight)
             callee_key = callee.key if callee is not None and callee.key is not None else _text_key(callee_label)
             pattern = self.patterns.observe(key, callee_key, now, commit=record)
         else:
@@ -201,7 +211,7 @@ class Firewall:
         features = feature_vector(caller, callee, reputation, pattern, now, home_country=self._home_country)
         score, findings = self._scorer.score(features)
         decided, score, reasons, cause = self._precedence(
-            call, caller, callee, callee_label, tenant, now, score, findings
+            call, caller, callee, callee_label, tenant, now, score, findings, peer
         )
         mode = self._config.policy.mode
         verdict = Verdict(
@@ -232,6 +242,7 @@ class Firewall:
         now: float,
         score: int,
         findings: tuple[Reason, ...],
+        peer: PeerView = NO_PEERS,
     ) -> tuple[Action, int, tuple[Reason, ...], int]:
         cause = self._config.policy.block_cause
         safety = self._safety(call, caller, callee)
@@ -254,11 +265,33 @@ class Firewall:
                 why = Reason(code="screen:passed", points=0.0, detail="passed screening recently for this callee")
                 return _CONNECT, score, (why, *findings), cause
         action = action_for(score, self._config.policy)
+        if action is _BLOCK and peer.nodes:
+            action, findings = self._peer_quorum(score, findings, peer)
         if action is _SCREEN and caller.key is not None:
             limit = self._challenge_limit(caller.key, caller.label(), now)
             if limit is not None:
                 return _BLOCK, score, (limit, *findings), cause
         return action, score, findings, cause
+
+    def _peer_quorum(
+        self, score: int, findings: tuple[Reason, ...], peer: PeerView
+    ) -> tuple[Action, tuple[Reason, ...]]:
+        """A block that needs peer evidence needs a quorum of distinct blocking nodes; else screen."""
+        # The score this node's own findings give (the expert scorer's sum, clipped the same way; a
+        # learned scorer must report the peer feature's share as a reputation:peer finding too).
+        local = max(0, min(100, round(sum(r.points for r in findings if r.code != _PEER_REASON))))
+        if action_for(local, self._config.policy) is _BLOCK:
+            return _BLOCK, findings  # this node's own evidence blocks
+        quorum = self.peer_quorum
+        if peer.allows_block(quorum):
+            why = Reason(code="peer:quorum", points=0.0, detail=f"{peer.blockers} peer nodes block this caller")
+            return _BLOCK, (why, *findings)
+        why = Reason(
+            code="peer:no-quorum",
+            points=0.0,
+            detail=f"peer evidence alone blocks only with {quorum} blocking nodes ({peer.blockers} do): screened",
+        )
+        return _SCREEN, (why, *findings)
 
     def _challenge_limit(self, key: int, caller: str, now: float) -> Reason | None:
         """The reason to block instead of screening when the caller had its challenges for the window."""
@@ -427,6 +460,26 @@ class Firewall:
             seen.popitem(last=False)
         return True
 
+    # --- the mesh --------------------------------------------------------------------------------
+
+    peer_quorum: int = 2
+    """Distinct peer nodes that must block a caller before peer evidence alone blocks it."""
+
+    def peer_subject(self, caller: NumberInfo) -> str:
+        """What the mesh calls this caller: its E.164 (privacy mode: a keyed hash, when wired)."""
+        return caller.e164 or ""
+
+    def peer_verdict(self, *, subject: str, node: str, kind: PeerKind, seq: int, at: float, ttl: float) -> bool:
+        """A verified verdict from a peer node (the mesh's receiver calls this); False if stale."""
+        added = self.peers.add(subject=subject, node=node, kind=kind, seq=seq, at=at, ttl=ttl)
+        self.counters["peer:accepted" if added else "peer:stale"] += 1
+        return added
+
+    def peer_revoke(self, *, subject: str, node: str, seq: int) -> bool:
+        """A peer withdraws its verdicts on a subject (an admin unlist there)."""
+        self.counters["peer:revoked"] += 1
+        return self.peers.revoke(subject=subject, node=node, seq=seq)
+
     def report(
         self,
         raw: str,
@@ -449,6 +502,7 @@ class Firewall:
         now = self._clock.now()
         snapshot = force_snapshot or now - self._last_snapshot >= self._config.patterns.snapshot_interval
         statements = self._retry + self.store.take_writes(sightings=snapshot) + self.audit.take_writes()
+        statements += self.peers.take_writes()
         if self._pass_writes:
             statements.append(
                 (
@@ -526,6 +580,7 @@ class Firewall:
         self._passes = {k: v for k, v in self._passes.items() if v > now}
         self._retry.append(self.audit.prune_statement(now - self._config.storage.audit_retention))
         self._retry.append(("DELETE FROM screen_passes WHERE expires < ?", [(now,)]))
+        self.peers.expire(now)
 
     def _load_passes(self, now: float) -> None:
         for caller, callee, expires in self._conn.execute(

@@ -71,7 +71,7 @@ class ExpertScorer:
 
     def score(self, features: tuple[float, ...]) -> tuple[int, tuple[Reason, ...]]:
         found = self._number_findings(features)
-        if features[_KNOWN] or features[_BAD_100]:
+        if features[_KNOWN] or features[_BAD_100] or features[_PEER]:
             found += self._reputation_findings(features)
         found += self._pattern_findings(features)
         if not found:

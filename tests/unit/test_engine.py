@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 
 from callshield.clock import ManualClock
 from callshield.engine import Firewall
+from callshield.peers import PeerKind
 from callshield.reputation import EvidenceKind
-from callshield.verdict import Action, Call, CallOutcome, Mode, ScreenResult
+from callshield.verdict import Action, Call, CallOutcome, Mode, ScreenResult, Verdict
 from tests.conftest import FirewallFactory
 
 RULES = """
@@ -444,3 +445,85 @@ def test_a_failed_write_is_retried_and_counted_once(
     fw.store.invalidate()
     assert fw.store.view(17185550123, fw.clock.now()).reports == pytest.approx(1.0)
     assert fw.audit.get(verdict.id) is not None
+
+
+# --- peer evidence (the mesh) -----------------------------------------------------------------------
+
+PEER_CALLER = "+17185550177"
+
+
+def peer_block(fw: Firewall, node: str, seq: int = 1, subject: str = PEER_CALLER) -> bool:
+    return fw.peer_verdict(subject=subject, node=node, kind=PeerKind.BLOCK, seq=seq, at=fw.clock.now(), ttl=86400)
+
+
+def check(fw: Firewall, caller: str = PEER_CALLER) -> Verdict:
+    return fw.decide(Call(caller=caller, callee="+13125550100"), record=False)
+
+
+def test_one_peer_alone_never_blocks_but_a_quorum_does(make_firewall: FirewallFactory) -> None:
+    fw = make_firewall("")
+    actions = []
+    for node in ("a", "b", "c"):
+        peer_block(fw, node)
+        actions.append(check(fw).action)
+    assert actions[0] is not Action.BLOCK
+    assert Action.BLOCK not in actions[:2]  # with the default quorum of 2, still not on two alone here
+    verdict = check(fw)
+    assert (verdict.action, verdict.reason) == (Action.BLOCK, "peer:quorum")
+    assert "3 peer nodes" in verdict.reasons[0].detail
+
+
+def test_a_single_peer_cannot_tip_local_evidence_into_a_block(make_firewall: FirewallFactory) -> None:
+    fw = make_firewall("")
+    fw.report(PEER_CALLER)
+    fw.report(PEER_CALLER)
+    local = check(fw)
+    assert local.action is Action.SCREEN
+    peer_block(fw, "rogue")
+    tipped = check(fw)
+    assert tipped.score >= fw.config.policy.block_at
+    assert (tipped.action, tipped.reason) == (Action.SCREEN, "peer:no-quorum")
+    peer_block(fw, "second")
+    assert check(fw).action is Action.BLOCK
+
+
+def test_local_evidence_blocks_without_waiting_for_peers(make_firewall: FirewallFactory) -> None:
+    fw = make_firewall("")
+    for _ in range(4):
+        fw.report(PEER_CALLER)
+    peer_block(fw, "a")
+    verdict = check(fw)
+    assert verdict.action is Action.BLOCK
+    assert verdict.reason != "peer:no-quorum"
+
+
+def test_a_local_allow_beats_any_number_of_peer_blocks(make_firewall: FirewallFactory) -> None:
+    fw = make_firewall(f'[[rules]]\naction = "allow"\npattern = "{PEER_CALLER}"\n')
+    for node in "abcdef":
+        peer_block(fw, node)
+    assert check(fw).action is Action.CONNECT
+
+
+def test_revocations_redeliveries_and_restarts(make_firewall: FirewallFactory, tmp_path: Path) -> None:
+    fw = make_firewall("")
+    for node in ("a", "b", "c"):
+        assert peer_block(fw, node, seq=5)
+    assert not peer_block(fw, "a", seq=5)  # QoS 1 delivered it twice
+    assert fw.counters["peer:stale"] == 1
+    assert check(fw).action is Action.BLOCK
+    assert fw.peer_revoke(subject=PEER_CALLER, node="c", seq=6)
+    assert check(fw).action is not Action.BLOCK
+    fw.flush()
+    fw.close()
+    again = make_firewall("")
+    assert again.peers.view(PEER_CALLER, again.clock.now()).blockers == 2  # a and b stand, c revoked
+
+
+def test_peer_verdicts_expire(make_firewall: FirewallFactory, clock: ManualClock) -> None:
+    fw = make_firewall("")
+    for node in ("a", "b", "c"):
+        peer_block(fw, node)
+    clock.advance(86401)
+    fw.maintenance()
+    assert fw.peers.subjects() == 0
+    assert check(fw).reason != "peer:quorum"
