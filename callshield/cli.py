@@ -241,6 +241,11 @@ def _print_explanation(data: dict[str, Any]) -> None:
             f"{rep['screen_passed']}, long calls {rep['legit_calls']}, short {rep['short_calls']}, "
             f"peer {rep['peer_bad']}; bad neighbours /10 {rep['range_bad_10']}, /100 {rep['range_bad_100']}"
         )
+    for peer in data.get("peers", []):
+        click.echo(
+            f"peer     {peer['node']}: {peer['kind']} at {_ts(peer['at'])} until {_ts(peer['expires'])} "
+            f"(trust {peer['trust']:g})"
+        )
     for ev in data.get("evidence", []):
         click.echo(f"event    {_ts(ev['ts'])} {ev['kind']} x{ev['weight']:g} by {ev['source']} {ev['note']}")
     for d in data.get("decisions", []):

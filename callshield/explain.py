@@ -54,6 +54,7 @@ def explain(
     out["rules"] = rules
     if caller.key is None:
         return out
+    out["peers"] = firewall.peers.standing(firewall.peer_subject(caller), now)
     view = firewall.store.view(caller.key, now)
     out["reputation"] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in struct_asdict(view).items()}
     window = firewall.patterns.window_of(caller.key)

@@ -168,6 +168,26 @@ class PeerLedger:
             return NO_PEERS
         return PeerView(weight=weight, blockers=blockers, nodes=nodes)
 
+    def standing(self, subject: str, now: float) -> list[dict[str, object]]:
+        """The verdicts standing on ``subject`` at ``now``, for ``explain`` (newest first)."""
+        found = [e for e in self._by_subject.get(subject, ()) if e.expires > now]
+        found.sort(key=lambda e: -e.at)
+        return [
+            {
+                "node": e.node,
+                "kind": e.kind,
+                "seq": e.seq,
+                "at": e.at,
+                "expires": e.expires,
+                "trust": self.trust_of(e.node),
+            }
+            for e in found
+        ]
+
+    def trust_of(self, node: str) -> float:
+        """The trust weight of a node's verdicts."""
+        return self._trust.get(node, self._default_trust)
+
     def subjects(self) -> int:
         """How many subjects have standing verdicts."""
         return len(self._by_subject)

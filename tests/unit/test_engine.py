@@ -527,3 +527,14 @@ def test_peer_verdicts_expire(make_firewall: FirewallFactory, clock: ManualClock
     fw.maintenance()
     assert fw.peers.subjects() == 0
     assert check(fw).reason != "peer:quorum"
+
+
+def test_explain_shows_the_standing_peer_verdicts(make_firewall: FirewallFactory) -> None:
+    from callshield.explain import explain
+
+    fw = make_firewall("")
+    peer_block(fw, "a")
+    peer_block(fw, "b", seq=3)
+    data = explain(fw, PEER_CALLER)
+    assert sorted((p["node"], p["kind"], p["seq"]) for p in data["peers"]) == [("a", "block", 1), ("b", "block", 3)]
+    assert data["features"]["peer_bad"] > 0
