@@ -11,8 +11,9 @@ import os
 import re
 import socket
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 import phonenumbers
@@ -20,6 +21,9 @@ import phonenumbers
 from callshield.errors import ConfigError, RuleError
 from callshield.rules import RuleSpec, parse_pattern
 from callshield.verdict import Mode
+
+if TYPE_CHECKING:
+    from callshield.mesh import Keyring
 
 ENV_CONFIG = "CALLSHIELD_CONFIG"
 
@@ -304,6 +308,148 @@ class NumberingConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields
                 raise ValueError(str(exc)) from None
 
 
+class MeshKeyConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One cluster signing key (``[[mesh.keys]]`` or an inline table in ``mesh.keys``)."""
+
+    id: str
+    """Key id sent with each message: 1-32 letters, digits, ``_ . -``."""
+    secret: str
+    """At least 32 bytes, as hex or base64 (``openssl rand -hex 32``)."""
+    valid_until: datetime | None = None
+    """Messages signed with this key are refused after this moment (UTC if no offset); none: no end."""
+
+    def __post_init__(self) -> None:
+        from callshield.mesh._signing import check_key_id, decode_secret  # only when a key is configured
+
+        check_key_id(self.id)
+        decode_secret(self.secret)
+
+    def until(self) -> float | None:
+        """``valid_until`` in epoch seconds."""
+        if self.valid_until is None:
+            return None
+        when = self.valid_until if self.valid_until.tzinfo else self.valid_until.replace(tzinfo=UTC)
+        return when.timestamp()
+
+
+class MeshConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The MQTT reputation mesh (DESIGN contract 2); off unless ``enabled``."""
+
+    enabled: bool = False
+    cluster: str = ""
+    """Cluster name in the topics; empty = ``node.cluster``."""
+    node: str = ""
+    """This node's name in the topics; empty = ``node.name`` (the host name)."""
+    host: str = "127.0.0.1"
+    """MQTT broker."""
+    port: int = 1883
+    username: str = ""
+    password: str = ""
+    tls: bool = False
+    """Connect with TLS (``tls_ca`` empty: the system's CA certificates)."""
+    tls_ca: str = ""
+    tls_cert: str = ""
+    """Client certificate (with ``tls_key``) for brokers that require one."""
+    tls_key: str = ""
+    keepalive: Seconds = Seconds(30.0)
+    reconnect_min: Seconds = Seconds(0.5)
+    reconnect_max: Seconds = Seconds(30.0)
+    keys: tuple[MeshKeyConfig, ...] = ()
+    """Signing keys: the first signs, every one verifies until its ``valid_until``."""
+    privacy: bool = False
+    """Name callers by a keyed hash of their number (``privacy_key``) instead of the number."""
+    privacy_key: str = ""
+    """Shared by every node of the cluster; at least 32 bytes as hex or base64. Not rotated with ``keys``."""
+    max_message_bytes: int = 8192
+    max_skew: Seconds = Seconds(300.0)
+    """Peer messages whose timestamp is further than this from our clock are refused as stale."""
+    block_ttl: Seconds = Seconds(7 * 86400.0)
+    """How long peers keep a block from this node in force."""
+    screen_ttl: Seconds = Seconds(86400.0)
+    """How long peers keep a screen, failed screening or report from this node in force."""
+    trust: float = 0.5
+    """Weight (0-1) of a peer node's verdicts."""
+    quorum: int = 2
+    """Distinct peer nodes that must block a caller before peer evidence alone blocks it."""
+
+    def __post_init__(self) -> None:
+        self._check_names()
+        self._check_broker()
+        self._check_keys()
+        self._check_limits()
+
+    def _check_names(self) -> None:
+        if self.cluster or self.node:
+            from callshield.mesh._topics import check_name
+
+            if self.cluster:
+                check_name(self.cluster, what="cluster")
+            if self.node:
+                check_name(self.node, what="node")
+
+    def _check_broker(self) -> None:
+        if not 1 <= self.port <= 65535:
+            raise ValueError("port must be between 1 and 65535")
+        if self.password and not self.username:
+            raise ValueError("password is set but username is empty")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key go together")
+        if not self.tls and (self.tls_ca or self.tls_cert):
+            raise ValueError("tls_ca/tls_cert/tls_key are set but tls = false")
+        if not self.keepalive >= 1:
+            raise ValueError("keepalive must be at least 1 second")
+        if not 0 < self.reconnect_min <= self.reconnect_max:
+            raise ValueError("reconnect_min must be positive and at most reconnect_max")
+
+    def _check_keys(self) -> None:
+        ids = [key.id for key in self.keys]
+        if len(set(ids)) != len(ids):
+            raise ValueError("keys: every key id must be different")
+        if self.keys and self.keys[0].valid_until is not None:
+            raise ValueError(f"keys: the first key ({self.keys[0].id!r}) signs, so it cannot have valid_until")
+        if self.privacy_key:
+            from callshield.mesh._signing import decode_secret
+
+            try:
+                decode_secret(self.privacy_key)
+            except ValueError as exc:
+                raise ValueError(f"privacy_key: {exc}") from None
+        if self.enabled and not self.keys:
+            raise ValueError("keys: the mesh is enabled but has no signing key")
+        if self.enabled and self.privacy and not self.privacy_key:
+            raise ValueError("privacy_key: privacy is on but no privacy key is set")
+
+    def _check_limits(self) -> None:
+        if not 512 <= self.max_message_bytes <= 262_144:
+            raise ValueError("max_message_bytes must be between 512 and 262144")
+        if not self.max_skew > 0:
+            raise ValueError("max_skew must be positive")
+        for name in ("block_ttl", "screen_ttl"):
+            if not 0 < getattr(self, name) <= 366 * 86400:
+                raise ValueError(f"{name} must be positive and at most 366 days")
+        if not 0.0 <= self.trust <= 1.0:
+            raise ValueError("trust must be between 0 and 1")
+        if self.quorum < 1:
+            raise ValueError("quorum must be at least 1")
+
+    def keyring(self) -> Keyring:
+        """The keyring of ``keys``; ValueError when there is none."""
+        from callshield.mesh import Keyring, SigningKey, decode_secret
+
+        if not self.keys:
+            raise ValueError("mesh.keys: no signing key configured")
+        signing = [SigningKey(kid=k.id, secret=decode_secret(k.secret), valid_until=k.until()) for k in self.keys]
+        return Keyring(current=signing[0], accepted=signing[1:])
+
+    def privacy_secret(self) -> bytes | None:
+        """The privacy key's bytes in privacy mode, else None."""
+        if not self.privacy:
+            return None
+        from callshield.mesh import decode_secret
+
+        return decode_secret(self.privacy_key)
+
+
 class LoggingConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
@@ -324,7 +470,20 @@ class Config(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     safety: SafetyConfig = SafetyConfig()
     numbering: tuple[NumberingConfig, ...] = ()
     rules: tuple[RuleSpec, ...] = ()
+    mesh: MeshConfig = MeshConfig()
     logging: LoggingConfig = LoggingConfig()
+
+    def __post_init__(self) -> None:
+        if self.mesh.enabled:
+            from callshield.mesh._topics import check_name
+
+            cluster, node = self.mesh_identity()
+            check_name(cluster, what="the mesh cluster (mesh.cluster, else node.cluster)")
+            check_name(node, what="the mesh node name (mesh.node, else node.name)")
+
+    def mesh_identity(self) -> tuple[str, str]:
+        """``(cluster, node)`` of this node in the mesh topics (``[mesh]`` names, else ``[node]``'s)."""
+        return self.mesh.cluster or self.node.cluster, self.mesh.node or self.node.node_name
 
 
 def config_from_dict(data: dict[str, Any], *, source: str = "<config>", text: str = "") -> Config:
