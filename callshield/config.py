@@ -191,6 +191,8 @@ class ScoringConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=T
     reports: float = 40.0
     """One decayed spam report; more reports add less each (logarithmic)."""
     screen_failed: float = 30.0
+    peer: float = 55.0
+    """Peer nodes' standing verdicts: one fully trusted peer's block (weight 1) screens; more add less each."""
     legitimate: float = -12.0
     """Each decayed answered long call or passed screening."""
     range_heat: float = 25.0
@@ -367,8 +369,10 @@ class MeshConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True
     """How long peers keep a block from this node in force."""
     screen_ttl: Seconds = Seconds(86400.0)
     """How long peers keep a screen, failed screening or report from this node in force."""
-    trust: float = 0.5
-    """Weight (0-1) of a peer node's verdicts."""
+    trust: float = 1.0
+    """Weight (0-1) of a peer node's verdicts (the nodes of one cluster are one operator's)."""
+    peer_trust: dict[str, float] = {}
+    """Weight per peer node name, overriding ``trust`` (e.g. 0.2 for a node you are not sure of)."""
     quorum: int = 2
     """Distinct peer nodes that must block a caller before peer evidence alone blocks it."""
 
@@ -429,6 +433,9 @@ class MeshConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True
                 raise ValueError(f"{name} must be positive and at most 366 days")
         if not 0.0 <= self.trust <= 1.0:
             raise ValueError("trust must be between 0 and 1")
+        for name, weight in self.peer_trust.items():
+            if not 0.0 <= weight <= 1.0:
+                raise ValueError(f"peer_trust[{name!r}] must be between 0 and 1")
         if self.quorum < 1:
             raise ValueError("quorum must be at least 1")
 

@@ -32,6 +32,7 @@ from callshield.clock import Clock, SystemClock
 from callshield.config import Config, NumberingConfig, ScreeningConfig
 from callshield.features import feature_vector
 from callshield.liststore import ListStore
+from callshield.mesh import subject_for
 from callshield.numbers import Normalizer, NumberInfo, NumberKind
 from callshield.patterns import NO_CALLEE, NO_PATTERN, PatternTracker
 from callshield.peers import NO_PEERS, PeerKind, PeerLedger, PeerView
@@ -101,7 +102,7 @@ class Firewall:
             open_call=config.patterns.open_call,
         )
         self.patterns.restore(conn, now)
-        self.peers = PeerLedger(half_life=config.reputation.half_life)
+        self.peers = PeerLedger(half_life=config.reputation.half_life)  # trust: apply_config
         self.peers.load(conn, now)
         self._custom_scorer = scorer
         self._recent: OrderedDict[str, _Recent] = OrderedDict()
@@ -165,6 +166,10 @@ class Firewall:
         self._trunks: dict[str, NumberingConfig] = {n.trunk: n for n in config.numbering if n.trunk}
         self._did_overrides = tuple((parse_pattern(n.did), n) for n in config.numbering if n.did)
         self._home_country = phonenumbers.country_code_for_region(config.node.default_region)
+        mesh = config.mesh
+        self.peer_quorum = mesh.quorum
+        self._privacy_key = mesh.privacy_secret() if mesh.privacy else None
+        self.peers.set_trust(default_trust=mesh.trust, trust=mesh.peer_trust)
         self.reload_rules()
 
     def reload_rules(self) -> None:
@@ -462,12 +467,12 @@ class Firewall:
 
     # --- the mesh --------------------------------------------------------------------------------
 
-    peer_quorum: int = 2
-    """Distinct peer nodes that must block a caller before peer evidence alone blocks it."""
-
     def peer_subject(self, caller: NumberInfo) -> str:
-        """What the mesh calls this caller: its E.164 (privacy mode: a keyed hash, when wired)."""
-        return caller.e164 or ""
+        """What the mesh calls this caller: its E.164, or in privacy mode its keyed hash."""
+        e164 = caller.e164 or ""
+        if self._privacy_key is None or not e164:
+            return e164
+        return subject_for(e164, self._privacy_key)
 
     def peer_verdict(self, *, subject: str, node: str, kind: PeerKind, seq: int, at: float, ttl: float) -> bool:
         """A verified verdict from a peer node (the mesh's receiver calls this); False if stale."""

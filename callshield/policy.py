@@ -99,7 +99,7 @@ class ExpertScorer:
             )
         if peer >= _EVIDENCE_FLOOR:
             detail = f"peer verdicts (decayed {peer:.2f})"
-            out.append(Reason(code="reputation:peer", points=s.reports * math.log2(1.0 + peer), detail=detail))
+            out.append(Reason(code="reputation:peer", points=s.peer * math.log2(1.0 + peer), detail=detail))
         good = f[_LEGIT] + f[_PASSED]
         if good >= _EVIDENCE_FLOOR:
             detail = f"answered long calls and passed screenings (decayed {good:.2f})"

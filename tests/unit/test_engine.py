@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from callshield.clock import ManualClock
+from callshield.config import parse_config
 from callshield.engine import Firewall
 from callshield.peers import PeerKind
 from callshield.reputation import EvidenceKind
@@ -462,15 +463,25 @@ def check(fw: Firewall, caller: str = PEER_CALLER) -> Verdict:
 
 def test_one_peer_alone_never_blocks_but_a_quorum_does(make_firewall: FirewallFactory) -> None:
     fw = make_firewall("")
-    actions = []
-    for node in ("a", "b", "c"):
-        peer_block(fw, node)
-        actions.append(check(fw).action)
-    assert actions[0] is not Action.BLOCK
-    assert Action.BLOCK not in actions[:2]  # with the default quorum of 2, still not on two alone here
+    peer_block(fw, "a")
+    assert check(fw).action is Action.SCREEN  # a campaign blocked on one node is screened on the others
+    assert not peer_block(fw, "a", seq=1)  # the same verdict again (QoS 1): still one node
+    assert check(fw).action is Action.SCREEN
+    peer_block(fw, "b")
     verdict = check(fw)
     assert (verdict.action, verdict.reason) == (Action.BLOCK, "peer:quorum")
-    assert "3 peer nodes" in verdict.reasons[0].detail
+    assert "2 peer nodes" in verdict.reasons[0].detail
+
+
+def test_quorum_and_trust_come_from_the_config(make_firewall: FirewallFactory) -> None:
+    fw = make_firewall('[mesh]\nquorum = 3\npeer_trust = { "rogue" = 0.0 }\n')
+    for node in ("a", "b"):
+        peer_block(fw, node)
+    assert check(fw).reason == "peer:no-quorum"
+    peer_block(fw, "rogue")  # counts towards the quorum, weighs nothing
+    assert check(fw).action is Action.BLOCK
+    fw.apply_config(parse_config('[mesh]\nquorum = 4\n'))
+    assert check(fw).action is Action.SCREEN
 
 
 def test_a_single_peer_cannot_tip_local_evidence_into_a_block(make_firewall: FirewallFactory) -> None:
@@ -512,11 +523,26 @@ def test_revocations_redeliveries_and_restarts(make_firewall: FirewallFactory, t
     assert fw.counters["peer:stale"] == 1
     assert check(fw).action is Action.BLOCK
     assert fw.peer_revoke(subject=PEER_CALLER, node="c", seq=6)
-    assert check(fw).action is not Action.BLOCK
+    assert fw.peer_revoke(subject=PEER_CALLER, node="b", seq=6)
+    assert check(fw).action is Action.SCREEN  # one node's block stands
     fw.flush()
     fw.close()
     again = make_firewall("")
-    assert again.peers.view(PEER_CALLER, again.clock.now()).blockers == 2  # a and b stand, c revoked
+    assert again.peers.view(PEER_CALLER, again.clock.now()).blockers == 1  # b and c revoked
+
+
+def test_privacy_mode_matches_peers_by_keyed_hash(make_firewall: FirewallFactory) -> None:
+    from callshield.mesh import subject_for
+
+    key = "ab" * 32
+    fw = make_firewall(f'[mesh]\nprivacy = true\nprivacy_key = "{key}"\n')
+    hashed = subject_for(PEER_CALLER, bytes.fromhex(key))
+    assert PEER_CALLER[2:] not in hashed
+    for node in ("a", "b"):
+        peer_block(fw, node, subject=hashed)
+    assert check(fw).action is Action.BLOCK
+    peer_block(fw, "c", subject=PEER_CALLER)  # a plain number means nothing in privacy mode
+    assert fw.peers.view(hashed, fw.clock.now()).blockers == 2
 
 
 def test_peer_verdicts_expire(make_firewall: FirewallFactory, clock: ManualClock) -> None:
