@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint unit e2e bench bench-stack clean
+.PHONY: run test lint unit mesh e2e bench bench-stack clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "callshield needs Python 3.11 or newer")'
@@ -28,6 +28,10 @@ lint: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
+
+## The mesh tests alone, against a real Mosquitto (scripts/mosquitto: apt-get install on first use, root).
+mesh: $(STAMP)
+	$(BIN)/pytest -q tests/mesh
 
 ## End-to-end: a real Asterisk 22 (Debian sid chroot) and real SIP calls from SIPp; needs root.
 e2e: $(STAMP)
