@@ -19,6 +19,7 @@ import logging
 import sqlite3
 import zlib
 from collections import Counter, OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,8 @@ class Firewall:
         )
         self.patterns.restore(conn, now)
         self.peers = PeerLedger(half_life=config.reputation.half_life)  # trust: apply_config
+        self.on_shared: Callable[[Verdict], None] | None = None
+        """Called with every recorded block or screen verdict (the mesh link shares them)."""
         self.peers.load(conn, now)
         self._custom_scorer = scorer
         self._recent: OrderedDict[str, _Recent] = OrderedDict()
@@ -351,6 +354,8 @@ class Firewall:
                 self.store.add_evidence(key, EvidenceKind.BLOCK, now)
             elif verdict.action is _SCREEN:
                 self._count_challenge(key, verdict.caller, now)
+            if self.on_shared is not None and verdict.decided is not _CONNECT:
+                self.on_shared(verdict)
         self.audit.record(verdict, channel=channel)
         recent = self._recent
         if len(recent) >= RECENT_DECISIONS:

@@ -26,6 +26,8 @@ from callshield.ari import AriAppSettings, AriConnectSettings, AriRunner
 from callshield.config import Config, load_config
 from callshield.engine import Firewall
 from callshield.errors import ConfigError
+from callshield.meshlink import MeshLink
+from callshield.outbox import Outbox
 
 log = logging.getLogger("callshield")
 MAINTENANCE_INTERVAL = 1.0
@@ -127,6 +129,11 @@ class Node:
         self.ari = AriRunner(self.firewall, *ari) if ari is not None else None
         self.stop = asyncio.Event()
         self._writer: aiosqlite.Connection | None = None
+        self.mesh: MeshLink | None = None
+        if config.mesh.enabled:
+            # Its own connection: the outbox commits on the loop, apart from the batches of the writer.
+            self.mesh = MeshLink(firewall=self.firewall, config=config, outbox=Outbox(db.connect(database)))
+            self.firewall.on_shared = self.mesh.on_verdict
 
     async def run(self) -> None:
         self._writer = await aiosqlite.connect(self.database, isolation_level=None)
@@ -163,6 +170,8 @@ class Node:
             ari_task = asyncio.create_task(self.ari.run(self.stop, grace=SHUTDOWN_GRACE), name="ari")
             ari_task.add_done_callback(lambda _: self.stop.set())  # it only ends early by a bug: stop
         tasks = [asyncio.create_task(self._flush_loop()), asyncio.create_task(self._maintenance_loop())]
+        mesh_stop = asyncio.Event()
+        mesh_task = asyncio.create_task(self.mesh.run(mesh_stop), name="mesh") if self.mesh is not None else None
         try:
             await self.stop.wait()
         finally:
@@ -171,6 +180,10 @@ class Node:
             if self.server is not None:
                 closing.append(self.server.close(SHUTDOWN_GRACE))
             await asyncio.gather(*closing)  # both listeners finish their calls at the same time
+            if mesh_task is not None:  # after the calls: their verdicts are published or in the outbox
+                mesh_stop.set()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(mesh_task, SHUTDOWN_GRACE)
             for task in tasks:
                 task.cancel()
             for task in tasks:

@@ -1,0 +1,274 @@
+"""The node's link to the mesh: its verdicts out through the outbox, peers' verdicts in to the engine.
+
+The I/O half of issue 4 (the message rules are in :mod:`callshield.mesh`, sans-I/O). One
+:class:`MeshLink` per node, in the server's event loop, with one aiomqtt client:
+
+- Out: the engine calls :meth:`MeshLink.on_verdict` for each decision; shared ones (blocks and
+  screens on a caller's own evidence) become messages with the next sequence number, which the
+  publisher commits to the outbox (unsigned payloads), then signs with the send time and publishes
+  at QoS 1, oldest first, and removes once the broker has acknowledged them. Broker down: decisions go
+  on, messages wait in the outbox and drain in order on reconnect. A message published twice (a crash
+  between PUBACK and the removal) is harmless: receivers drop it by its sequence number.
+- In: messages on the cluster's verdict topics go through :class:`callshield.mesh.Inbox` (verify,
+  drop stale, replayed, oversized, forged; count each reason); accepted verdicts become
+  ``Firewall.peer_verdict`` / ``peer_revoke``.
+- Status: ``online`` retained on connect, ``offline`` retained as the last will and on a clean stop.
+- Reconnect with exponential backoff and jitter between ``reconnect_min`` and ``reconnect_max``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+import ssl
+from collections import Counter
+from typing import Final
+
+import aiomqtt
+from msgspec.structs import replace
+
+from callshield.config import Config
+from callshield.engine import Firewall
+from callshield.errors import StoreError
+from callshield.mesh import (
+    Accepted,
+    Inbox,
+    MeshMessage,
+    MessageKind,
+    Outbound,
+    decode_payload,
+    encode_payload,
+    status_topic,
+    verdicts_filter,
+)
+from callshield.outbox import Outbox
+from callshield.peers import PeerKind
+from callshield.verdict import Action, Verdict
+
+__all__ = ["MeshLink"]
+
+log = logging.getLogger(__name__)
+
+PUBLISH_BATCH: Final = 100
+"""Messages in flight at once (QoS 1 acknowledgements are awaited together)."""
+OUTBOX_POLL: Final = 0.5
+"""Seconds between looks at the outbox for rows other processes (the CLI) added."""
+_NODELAY: Final = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+CONNECT_TIMEOUT: Final = 10.0
+
+
+class MeshLink:
+    """This node's MQTT client for the reputation mesh (see the module docstring)."""
+
+    def __init__(self, *, firewall: Firewall, config: Config, outbox: Outbox) -> None:
+        mesh = config.mesh
+        self._firewall = firewall
+        self._config = config
+        self._outbox = outbox
+        self.cluster, self.node = config.mesh_identity()
+        keyring = mesh.keyring()
+        self._outbound = Outbound(
+            keyring=keyring,
+            cluster=self.cluster,
+            node=self.node,
+            last_seq=outbox.last_seq(),
+            privacy_key=mesh.privacy_secret(),
+            block_ttl=float(mesh.block_ttl),
+            screen_ttl=float(mesh.screen_ttl),
+        )
+        self.inbox = Inbox(
+            keyring=keyring,
+            cluster=self.cluster,
+            node=self.node,
+            max_bytes=mesh.max_message_bytes,
+            max_skew=float(mesh.max_skew),
+        )
+        self._fresh: list[MeshMessage] = []
+        self._wake = asyncio.Event()
+        self._client: aiomqtt.Client | None = None
+        self.connected = asyncio.Event()
+        self.counters: Counter[str] = Counter()
+        """published, publish_failed, connects, disconnects, peer messages applied, ..."""
+
+    # -- out -----------------------------------------------------------------------------------------
+
+    def on_verdict(self, verdict: Verdict) -> None:
+        """The engine decided: share a block or screen made on this node's own evidence."""
+        message = self._outbound.from_verdict(verdict, now=self._firewall.clock.now())
+        if message is not None:
+            self._fresh.append(message)
+            self._wake.set()
+
+    def revoke(self, caller: str) -> None:
+        """An admin unlisted ``caller`` here: peers drop this node's verdicts on it."""
+        self._fresh.append(self._outbound.revoke(caller, now=self._firewall.clock.now()))
+        self._wake.set()
+
+    def commit_fresh(self) -> int:
+        """Commit the messages made since the last call to the outbox; return how many.
+
+        Sequence numbers are the outbox's: read, then checked again inside the append's transaction,
+        so messages the CLI added meanwhile (revocations) never share a number with ours.
+        """
+        fresh, self._fresh = self._fresh, []
+        if not fresh:
+            return 0
+        now = self._firewall.clock.now()
+        topic = self._outbound.topic
+        for _ in range(3):
+            start = self._outbox.last_seq() + 1
+            rows = [(topic, encode_payload(replace(m, seq=start + i))) for i, m in enumerate(fresh)]
+            try:
+                self._outbox.append(rows, now, first_seq=start)
+            except StoreError:
+                continue  # another process took numbers between the read and the append
+            return len(fresh)
+        self._fresh = fresh + self._fresh
+        return 0
+
+    async def _publish_waiting(self, client: aiomqtt.Client) -> None:
+        """Publish the outbox, oldest first, in batches; remove what the broker acknowledged."""
+        while True:
+            self.commit_fresh()
+            waiting = self._outbox.pending(PUBLISH_BATCH)
+            if not waiting:
+                return
+            now = self._firewall.clock.now()
+            sealed = [self._outbound.seal(decode_payload(row.payload), now=now) for row in waiting]
+            results = await asyncio.gather(
+                *(client.publish(m.topic, m.payload, qos=1) for m in sealed), return_exceptions=True
+            )
+            done = [row.seq for row, result in zip(waiting, results, strict=True) if result is None]
+            self._outbox.acknowledged(done)
+            self.counters["published"] += len(done)
+            failed = len(waiting) - len(done)
+            if failed:
+                self.counters["publish_failed"] += failed
+                raise aiomqtt.MqttError(f"{failed} publishes failed")
+
+    async def _publisher(self, client: aiomqtt.Client) -> None:
+        while True:
+            await self._publish_waiting(client)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(OUTBOX_POLL):
+                    await self._wake.wait()
+
+    # -- in ------------------------------------------------------------------------------------------
+
+    async def _receiver(self, client: aiomqtt.Client) -> None:
+        await client.subscribe(verdicts_filter(self.cluster), qos=1)
+        async for message in client.messages:
+            payload = message.payload
+            data = payload if isinstance(payload, bytes) else str(payload or "").encode()
+            self.receive(message.topic.value, data)
+
+    def receive(self, topic: str, payload: bytes) -> bool:
+        """One message from the broker; True when it was accepted and applied."""
+        outcome = self.inbox.receive(topic, payload, self._firewall.clock.now())
+        if not isinstance(outcome, Accepted):
+            return False
+        self._apply(outcome.message)
+        return True
+
+    def _apply(self, message: MeshMessage) -> None:
+        firewall = self._firewall
+        if message.kind is MessageKind.REVOKE:
+            firewall.peer_revoke(subject=message.subject, node=message.node, seq=message.seq)
+            return
+        kind = _PEER_KIND.get((message.kind, message.action))
+        if kind is None:
+            self.counters["peer:unused"] += 1
+            return
+        firewall.peer_verdict(
+            subject=message.subject, node=message.node, kind=kind, seq=message.seq, at=message.ts, ttl=message.ttl
+        )
+
+    # -- the connection ------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Stay connected (reconnecting with backoff and jitter) until ``stop`` is set."""
+        mesh = self._config.mesh
+        delay = float(mesh.reconnect_min)
+        while not stop.is_set():
+            try:
+                await self._session(stop)
+                delay = float(mesh.reconnect_min)
+            except aiomqtt.MqttError as exc:
+                self.counters["disconnects"] += 1
+                log.warning("mesh broker %s:%s: %s; retrying in %.1f s", mesh.host, mesh.port, exc, delay)
+            self.connected.clear()
+            if stop.is_set():
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay * random.uniform(0.5, 1.0)):
+                    await stop.wait()
+            delay = min(float(mesh.reconnect_max), delay * 2)
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        status = status_topic(self.cluster, self.node)
+        async with self._new_client(aiomqtt.Will(status, b"offline", qos=1, retain=True)) as client:
+            self._client = client
+            self.counters["connects"] += 1
+            await client.publish(status, b"online", qos=1, retain=True)
+            self.connected.set()
+            log.info(
+                "mesh: connected to %s:%s as %s/%s",
+                self._config.mesh.host,
+                self._config.mesh.port,
+                self.cluster,
+                self.node,
+            )
+            tasks = [
+                asyncio.create_task(self._publisher(client)),
+                asyncio.create_task(self._receiver(client)),
+                asyncio.create_task(stop.wait()),
+            ]
+            try:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task.exception() is not None:
+                        raise task.exception()  # type: ignore[misc]
+                if stop.is_set():
+                    self.commit_fresh()
+                    with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                        async with asyncio.timeout(2.0):
+                            await self._publish_waiting(client)
+                            await client.publish(status, b"offline", qos=1, retain=True)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                self._client = None
+
+    def _new_client(self, will: aiomqtt.Will) -> aiomqtt.Client:
+        mesh = self._config.mesh
+        tls_context: ssl.SSLContext | None = None
+        if mesh.tls:
+            tls_context = ssl.create_default_context(cafile=mesh.tls_ca or None)
+            if mesh.tls_cert:
+                tls_context.load_cert_chain(mesh.tls_cert, mesh.tls_key or None)
+        return aiomqtt.Client(
+            mesh.host,
+            mesh.port,
+            username=mesh.username or None,
+            password=mesh.password or None,
+            identifier=f"callshield-{self.cluster}-{self.node}",
+            # A persistent session: the broker keeps our subscription and queues QoS 1 verdicts while
+            # we are away (a reconnect, a restart of this node), so none published meanwhile is missed.
+            clean_session=False,
+            will=will,
+            keepalive=int(mesh.keepalive),
+            timeout=CONNECT_TIMEOUT,  # aiomqtt waits forever for a CONNACK that a wrong listener never sends
+            tls_context=tls_context,
+            socket_options=[_NODELAY],
+        )
+
+
+_PEER_KIND: Final = {
+    (MessageKind.VERDICT, Action.BLOCK): PeerKind.BLOCK,
+    (MessageKind.VERDICT, Action.SCREEN): PeerKind.SCREEN,
+}

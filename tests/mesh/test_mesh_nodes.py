@@ -1,0 +1,162 @@
+"""Three callshield nodes sharing verdicts through the real Mosquitto (issue 4, section 5).
+
+Each node is a real Firewall on its own database with a MeshLink in this event loop; they talk only
+through the broker, on a cluster name unique to the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from callshield import db
+from callshield.config import parse_config
+from callshield.engine import Firewall
+from callshield.meshlink import MeshLink
+from callshield.outbox import Outbox
+from callshield.verdict import Action, Call
+
+from .broker import Broker
+
+KEY = "11" * 32
+SPAMMER = "+17185550142"
+DID = "+13125550100"
+
+
+class MeshNode:
+    def __init__(self, name: str, tmp: Path, broker: Broker, cluster: str, extra: str = "") -> None:
+        config = parse_config(
+            f"""
+[node]
+name = "{name}"
+[mesh]
+enabled = true
+cluster = "{cluster}"
+host = "{broker.host}"
+port = {broker.listener_port("plain")}
+keys = [{{ id = "k1", secret = "{KEY}" }}]
+reconnect_min = "200ms"
+reconnect_max = "1s"
+{extra}
+"""
+        )
+        path = tmp / f"{name}.sqlite3"
+        self.firewall = Firewall(config=config, conn=db.connect(path))
+        self.link = MeshLink(firewall=self.firewall, config=config, outbox=Outbox(db.connect(path)))
+        self.firewall.on_shared = self.link.on_verdict
+        self.stop = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def decide(self, caller: str = SPAMMER) -> Action:
+        return self.firewall.decide(Call(caller=caller, callee=DID)).action
+
+    def check(self, caller: str = SPAMMER) -> tuple[Action, str]:
+        verdict = self.firewall.decide(Call(caller=caller, callee=DID), record=False)
+        return verdict.action, verdict.reason
+
+
+async def eventually(probe: Callable[[], bool], timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not probe():
+            await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def nodes(mosquitto: Broker, cluster: str, tmp_path: Path) -> AsyncIterator[dict[str, MeshNode]]:
+    deny = f'[[rules]]\naction = "deny"\npattern = "{SPAMMER}"\n'
+    made = {name: MeshNode(name, tmp_path, mosquitto, cluster) for name in ("b", "c")}
+    made["a"] = MeshNode("a", tmp_path, mosquitto, cluster, extra=deny)  # A blocks SPAMMER on its own
+    for node in made.values():
+        node.task = asyncio.create_task(node.link.run(node.stop))
+    await asyncio.gather(*(eventually(node.link.connected.is_set) for node in made.values()))
+    try:
+        yield made
+    finally:
+        for node in made.values():
+            node.stop.set()
+        for node in made.values():
+            assert node.task is not None
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(node.task, 5.0)
+            node.firewall.close()
+
+
+async def test_a_block_on_one_node_reaches_the_others(nodes: dict[str, MeshNode]) -> None:
+    a, b, c = nodes["a"], nodes["b"], nodes["c"]
+    assert b.check()[0] is Action.CONNECT
+    assert a.decide() is Action.BLOCK  # A's deny rule
+    await eventually(lambda: b.firewall.peers.subjects() == 1 and c.firewall.peers.subjects() == 1)
+    assert b.check()[0] is Action.SCREEN  # one peer's block screens
+    assert c.link.inbox.stats["accepted"] == 1
+    assert a.link.counters["published"] == 1
+    await eventually(lambda: a.link.inbox.stats["own"] == 1)  # its own message comes back, ignored
+
+
+async def test_one_rogue_node_cannot_make_another_block_but_a_quorum_can(nodes: dict[str, MeshNode]) -> None:
+    a, b, c = nodes["a"], nodes["b"], nodes["c"]
+    a.decide()
+    await eventually(lambda: b.firewall.peers.subjects() == 1)
+    assert b.check() == (Action.SCREEN, "reputation:peer")
+    # C blocks too (its own decision, shared): now two distinct nodes stand behind the block.
+    c.firewall.apply_config(parse_config(f'[[rules]]\naction = "deny"\npattern = "{SPAMMER}"\n' + _mesh(c)))
+    assert c.decide() is Action.BLOCK
+    await eventually(lambda: b.firewall.peers.view(SPAMMER, b.firewall.clock.now()).blockers == 2)
+    assert b.check() == (Action.BLOCK, "peer:quorum")
+
+
+async def test_a_local_allow_beats_peer_blocks(nodes: dict[str, MeshNode]) -> None:
+    a, b = nodes["a"], nodes["b"]
+    b.firewall.apply_config(parse_config(f'[[rules]]\naction = "allow"\npattern = "{SPAMMER}"\n' + _mesh(b)))
+    a.decide()
+    await eventually(lambda: b.firewall.peers.subjects() == 1)
+    assert b.check()[0] is Action.CONNECT
+
+
+def _mesh(node: MeshNode) -> str:
+    mesh = node.firewall.config.mesh
+    return (
+        f'[node]\nname = "{node.firewall.config.node.name}"\n[mesh]\nenabled = true\ncluster = "{mesh.cluster}"\n'
+        f'host = "{mesh.host}"\nport = {mesh.port}\nkeys = [{{ id = "k1", secret = "{KEY}" }}]\n'
+    )
+
+
+async def test_forged_replayed_and_garbage_messages_are_counted_and_dropped(
+    nodes: dict[str, MeshNode], mosquitto: Broker, cluster: str
+) -> None:
+    b = nodes["b"]
+    topic = f"callshield/v1/{cluster}/verdicts/evil"
+    async with mosquitto.client() as raw:
+        for payload in (b"not json", b"{}", b"\xff" * 100, b"x" * (10 * 1024 * 1024)):
+            await raw.publish(topic, payload, qos=1)
+        await raw.publish(f"callshield/v1/{cluster}/verdicts/a", b'{"kid":"k1","payload":{},"sig":"00"}', qos=1)
+    await eventually(lambda: sum(v for k, v in b.link.inbox.stats.items() if k != "accepted") >= 5)
+    stats = b.link.inbox.stats
+    assert stats["accepted"] == 0
+    assert stats["oversized"] == 1 and stats["malformed"] >= 3
+    assert b.firewall.peers.subjects() == 0
+    assert b.check()[0] is Action.CONNECT  # and it still decides
+
+
+async def test_verdicts_made_while_the_broker_is_down_arrive_once_it_is_back(
+    nodes: dict[str, MeshNode], mosquitto: Broker
+) -> None:
+    a, b = nodes["a"], nodes["b"]
+    callers = [f"+1718555{1000 + i}" for i in range(20)]
+    a.firewall.apply_config(parse_config('[[rules]]\naction = "deny"\npattern = "+1718555*"\n' + _mesh(a)))
+    mosquitto.stop()
+    try:
+        await eventually(lambda: not a.link.connected.is_set())
+        for caller in callers:
+            assert a.decide(caller) is Action.BLOCK  # decisions go on without the broker
+        a.link.commit_fresh()
+        assert a.link._outbox.depth() == 20
+    finally:
+        mosquitto.start()
+    await eventually(lambda: b.firewall.peers.subjects() == 20, timeout=15.0)
+    assert a.link._outbox.depth() == 0
+    assert b.link.inbox.stats["accepted"] == 20
+    assert b.link.inbox.stats["duplicate"] == 0
