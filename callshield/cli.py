@@ -336,6 +336,8 @@ def unlist(state: State, pattern: str, dids: tuple[str, ...]) -> None:
     if not removed:
         _fail(f"no list entry for {text}", EXIT_USAGE)
     click.echo(f"removed {removed} entr{'y' if removed == 1 else 'ies'} for {text}")
+    if text.startswith("+") and text[1:].isdigit():  # an exact number: peers drop our verdicts on it
+        _share(state, "revoke", text)
 
 
 @cli.command(name="lists")
@@ -385,6 +387,7 @@ def report(state: State, number: str, note: str, admin: bool) -> None:
         except ValueError as exc:
             _fail(str(exc), EXIT_USAGE)
     click.echo(f"reported {info.e164}")
+    _share(state, "report", info.e164)
 
 
 @cli.command(name="import")
@@ -554,6 +557,67 @@ def config_check(state: State, file: str | None) -> None:
         f"{path or '(built-in defaults)'}: OK ({len(loaded.rules)} rules, mode {loaded.policy.mode.value}, "
         f"database {loaded.storage.database_path()})"
     )
+
+
+# --- the mesh ------------------------------------------------------------------------------------
+
+STATUS_STALE = 5.0
+"""Seconds after which a saved mesh status means the server is not running (it saves every second)."""
+
+
+@cli.group()
+def mesh() -> None:
+    """The reputation mesh (MQTT)."""
+
+
+@mesh.command(name="status")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+def mesh_status(state: State, as_json: bool) -> None:
+    """Peers, last seen, lag, messages accepted and rejected by reason, outbox depth."""
+    from callshield.meshlink import read_status
+    from callshield.outbox import Outbox
+
+    with state.firewall() as fw:
+        saved = read_status(fw.connection) or {}
+        depth = Outbox(fw.connection).depth()
+        now = fw.clock.now()
+    at = saved.get("at")
+    running = isinstance(at, (int, float)) and now - at <= STATUS_STALE
+    data = {**saved, "outbox": depth, "server_running": running, "enabled": state.config.mesh.enabled}
+    if as_json:
+        _print_json(data)
+        return
+    cluster, node = state.config.mesh_identity()
+    state_text = "connected" if running and saved.get("connected") else "not connected"
+    if not running:
+        state_text += " (no running server has saved a status in the last few seconds)"
+    click.echo(f"mesh     {'enabled' if state.config.mesh.enabled else 'disabled'}; {cluster}/{node}, {state_text}")
+    click.echo(f"outbox   {depth} waiting")
+    peers = saved.get("peers") if running else None
+    for peer in peers if isinstance(peers, list) else []:
+        click.echo(
+            f"peer     {peer['node']}: last seen {_ts(peer['last_seen'])}, seq {peer['highest_seq']}, "
+            f"lag {peer['lag']:.1f} s, {peer['accepted']} accepted"
+        )
+    received = saved.get("received", {}) if running else {}
+    if isinstance(received, dict) and received:
+        click.echo("received " + ", ".join(f"{k} {v}" for k, v in sorted(received.items())))
+
+
+def _share(state: State, kind_name: str, e164: str | None) -> None:
+    """Put a report or revocation about an E.164 number in the mesh outbox (the server publishes it)."""
+    if not state.config.mesh.enabled or not e164:
+        return
+    from callshield.mesh import MessageKind
+    from callshield.meshlink import enqueue_event
+    from callshield.outbox import Outbox
+
+    with state.firewall() as fw:
+        seq = enqueue_event(
+            state.config, Outbox(fw.connection), kind=MessageKind(kind_name), caller=e164, now=fw.clock.now()
+        )
+    click.echo(f"queued for the mesh ({kind_name}, seq {seq})")
 
 
 def main() -> None:

@@ -106,6 +106,8 @@ class Firewall:
         self.peers = PeerLedger(half_life=config.reputation.half_life)  # trust: apply_config
         self.on_shared: Callable[[Verdict], None] | None = None
         """Called with every recorded block or screen verdict (the mesh link shares them)."""
+        self.on_screen_failed: Callable[[str], None] | None = None
+        """Called with the E.164 of a caller who failed (or let time out) a screening challenge."""
         self.peers.load(conn, now)
         self._custom_scorer = scorer
         self._recent: OrderedDict[str, _Recent] = OrderedDict()
@@ -429,6 +431,8 @@ class Firewall:
             self._passes[(found.caller_key, found.callee)] = expires
             self._pass_writes.append((found.caller_key, found.callee, expires))
         else:
+            if self.on_screen_failed is not None:
+                self.on_screen_failed(f"+{found.caller_key}")
             self.store.add_evidence(
                 found.caller_key,
                 EvidenceKind.SCREEN_FAILED,

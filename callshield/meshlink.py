@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import socket
+import sqlite3
 import ssl
 from collections import Counter
 from typing import Final
@@ -48,7 +50,7 @@ from callshield.outbox import Outbox
 from callshield.peers import PeerKind
 from callshield.verdict import Action, Verdict
 
-__all__ = ["MeshLink"]
+__all__ = ["STATUS_KEY", "MeshLink", "enqueue_event", "read_status"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,8 @@ OUTBOX_POLL: Final = 0.5
 """Seconds between looks at the outbox for rows other processes (the CLI) added."""
 _NODELAY: Final = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 CONNECT_TIMEOUT: Final = 10.0
+STATUS_KEY: Final = "mesh_status"
+"""meta key of the running link's status (JSON), for ``callshield mesh status``."""
 
 
 class MeshLink:
@@ -102,10 +106,48 @@ class MeshLink:
             self._fresh.append(message)
             self._wake.set()
 
-    def revoke(self, caller: str) -> None:
-        """An admin unlisted ``caller`` here: peers drop this node's verdicts on it."""
-        self._fresh.append(self._outbound.revoke(caller, now=self._firewall.clock.now()))
+    def on_screen_failed(self, caller: str) -> None:
+        """A caller (E.164) failed a screening challenge here: evidence for the peers."""
+        now = self._firewall.clock.now()
+        message = self._outbound.message(
+            kind=MessageKind.SCREEN_FAILED,
+            caller=caller,
+            action=Action.SCREEN,
+            score=0,
+            now=now,
+            reasons=("screen:failed",),
+        )
+        self._fresh.append(message)
         self._wake.set()
+
+    # -- status --------------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, object]:
+        """What ``callshield mesh status`` shows: connection, peers, message counts, outbox."""
+        return {
+            "cluster": self.cluster,
+            "node": self.node,
+            "connected": self.connected.is_set(),
+            "at": self._firewall.clock.now(),
+            "counters": dict(self.counters),
+            "received": dict(self.inbox.stats),
+            "peers": [
+                {
+                    "node": p.node,
+                    "highest_seq": p.highest_seq,
+                    "last_seen": p.last_seen,
+                    "lag": p.lag,
+                    "accepted": p.accepted,
+                }
+                for p in self.inbox.peers()
+            ],
+            "outbox": self._outbox.depth(),
+            "outbox_dropped": self._outbox.dropped,
+        }
+
+    def save_status(self) -> None:
+        """Write :meth:`status` to the node database (the CLI reads it from there)."""
+        self._outbox.save_meta(STATUS_KEY, json.dumps(self.status(), separators=(",", ":")))
 
     def commit_fresh(self) -> int:
         """Commit the messages made since the last call to the outbox; return how many.
@@ -179,7 +221,7 @@ class MeshLink:
         if message.kind is MessageKind.REVOKE:
             firewall.peer_revoke(subject=message.subject, node=message.node, seq=message.seq)
             return
-        kind = _PEER_KIND.get((message.kind, message.action))
+        kind = _PEER_KIND.get((message.kind, message.action)) or _PEER_EVIDENCE.get(message.kind)
         if kind is None:
             self.counters["peer:unused"] += 1
             return
@@ -272,3 +314,42 @@ _PEER_KIND: Final = {
     (MessageKind.VERDICT, Action.BLOCK): PeerKind.BLOCK,
     (MessageKind.VERDICT, Action.SCREEN): PeerKind.SCREEN,
 }
+_PEER_EVIDENCE: Final = {MessageKind.SCREEN_FAILED: PeerKind.SCREEN_FAILED, MessageKind.REPORT: PeerKind.REPORT}
+
+
+def enqueue_event(config: Config, outbox: Outbox, *, kind: MessageKind, caller: str, now: float) -> int:
+    """A message about an event outside a call (a CLI report, an admin unlist of a number) put
+    straight into the outbox, where the running server's link finds and publishes it. Returns its
+    sequence number. Raises ValueError for a caller that is not an E.164 number."""
+    mesh = config.mesh
+    cluster, node = config.mesh_identity()
+    for _ in range(3):
+        outbound = Outbound(
+            keyring=mesh.keyring(),
+            cluster=cluster,
+            node=node,
+            last_seq=outbox.last_seq(),
+            privacy_key=mesh.privacy_secret(),
+            block_ttl=float(mesh.block_ttl),
+            screen_ttl=float(mesh.screen_ttl),
+        )
+        if kind is MessageKind.REVOKE:
+            message = outbound.revoke(caller, now=now)
+        else:
+            message = outbound.message(
+                kind=kind, caller=caller, action=Action.SCREEN, score=0, now=now, reasons=(f"{kind.value}:cli",)
+            )
+        try:
+            return outbox.append([(outbound.topic, encode_payload(message))], now, first_seq=message.seq)
+        except StoreError:
+            continue  # the server took the number meanwhile
+    raise StoreError("could not take a mesh sequence number (the outbox is busy)")
+
+
+def read_status(conn: sqlite3.Connection) -> dict[str, object] | None:
+    """The last status a running link saved, or None."""
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (STATUS_KEY,)).fetchone()
+    if row is None:
+        return None
+    data = json.loads(row[0])
+    return data if isinstance(data, dict) else None

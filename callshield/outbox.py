@@ -98,6 +98,14 @@ class Outbox:
             with self._conn:
                 self._conn.executemany("DELETE FROM mesh_outbox WHERE seq = ?", [(s,) for s in seqs])
 
+    def save_meta(self, key: str, value: str) -> None:
+        """Keep a small value in the node database's ``meta`` table (the link's status)."""
+        with self._conn:
+            self._conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
     def depth(self) -> int:
         """How many messages wait."""
         return int(self._conn.execute("SELECT count(*) FROM mesh_outbox").fetchone()[0])

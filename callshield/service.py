@@ -134,6 +134,7 @@ class Node:
             # Its own connection: the outbox commits on the loop, apart from the batches of the writer.
             self.mesh = MeshLink(firewall=self.firewall, config=config, outbox=Outbox(db.connect(database)))
             self.firewall.on_shared = self.mesh.on_verdict
+            self.firewall.on_screen_failed = self.mesh.on_screen_failed
 
     async def run(self) -> None:
         self._writer = await aiosqlite.connect(self.database, isolation_level=None)
@@ -205,6 +206,8 @@ class Node:
             await asyncio.sleep(MAINTENANCE_INTERVAL)
             try:
                 self.firewall.maintenance()
+                if self.mesh is not None:
+                    self.mesh.save_status()
             except Exception:
                 log.exception("maintenance failed")
 

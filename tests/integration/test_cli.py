@@ -184,3 +184,27 @@ def test_full_ftc_file_imports(tmp_path: Path) -> None:
         "wrong_column_count",
         "malformed_row",
     }
+
+
+MESH_CONFIG = """
+[node]
+name = "pbx-1"
+[mesh]
+enabled = true
+cluster = "acme"
+keys = [{ id = "k1", secret = "2222222222222222222222222222222222222222222222222222222222222222" }]
+"""
+
+
+def test_reports_and_unlists_are_queued_for_the_mesh(tmp_path: Path) -> None:
+    config = tmp_path / "mesh.toml"
+    config.write_text(MESH_CONFIG)
+    base = ("--config", str(config))
+    assert "queued for the mesh (report, seq 1)" in cs(tmp_path, *base, "report", "+14155550123").stdout
+    cs(tmp_path, *base, "deny", "+14155550124")
+    assert "queued for the mesh (revoke, seq 2)" in cs(tmp_path, *base, "unlist", "+14155550124").stdout
+    status = json.loads(cs(tmp_path, *base, "mesh", "status", "--json").stdout)
+    assert (status["outbox"], status["server_running"], status["enabled"]) == (2, False, True)
+    text = cs(tmp_path, *base, "mesh", "status").stdout
+    assert "acme/pbx-1, not connected" in text and "outbox   2 waiting" in text
+    assert "queued" not in cs(tmp_path, "report", "+14155550125").stdout  # mesh disabled: nothing queued

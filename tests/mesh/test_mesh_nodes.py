@@ -48,6 +48,7 @@ reconnect_max = "1s"
         self.firewall = Firewall(config=config, conn=db.connect(path))
         self.link = MeshLink(firewall=self.firewall, config=config, outbox=Outbox(db.connect(path)))
         self.firewall.on_shared = self.link.on_verdict
+        self.firewall.on_screen_failed = self.link.on_screen_failed
         self.stop = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
@@ -160,3 +161,43 @@ async def test_verdicts_made_while_the_broker_is_down_arrive_once_it_is_back(
     assert a.link._outbox.depth() == 0
     assert b.link.inbox.stats["accepted"] == 20
     assert b.link.inbox.stats["duplicate"] == 0
+
+
+async def test_reports_screen_failures_and_revocations_reach_the_peers(nodes: dict[str, MeshNode]) -> None:
+    from callshield.mesh import MessageKind
+    from callshield.meshlink import enqueue_event
+    from callshield.verdict import ScreenResult
+
+    a, b = nodes["a"], nodes["b"]
+    reported, screened = "+16465550111", "+16465550122"
+    # What `callshield report` does in its own process: straight into A's outbox, which A's link polls.
+    enqueue_event(
+        a.firewall.config, a.link._outbox, kind=MessageKind.REPORT, caller=reported, now=a.firewall.clock.now()
+    )
+    verdict = a.firewall.decide(Call(caller=screened, callee=DID))
+    a.firewall.screened(verdict.id, ScreenResult.FAILED)
+    await eventually(lambda: b.firewall.peers.subjects() == 2)
+    now = b.firewall.clock.now()
+    assert [p["kind"] for p in b.firewall.peers.standing(reported, now)] == ["report"]
+    assert [p["kind"] for p in b.firewall.peers.standing(screened, now)] == ["screen_failed"]
+    # An admin unlist of a number on A revokes A's standing verdicts on it everywhere.
+    a.decide()
+    await eventually(lambda: b.firewall.peers.view(SPAMMER, b.firewall.clock.now()).blockers == 1)
+    enqueue_event(
+        a.firewall.config, a.link._outbox, kind=MessageKind.REVOKE, caller=SPAMMER, now=a.firewall.clock.now()
+    )
+    await eventually(lambda: b.firewall.peers.view(SPAMMER, b.firewall.clock.now()).nodes == 0)
+
+
+async def test_the_link_saves_a_status_for_the_cli(nodes: dict[str, MeshNode], tmp_path: Path) -> None:
+    from callshield.meshlink import read_status
+
+    a, b = nodes["a"], nodes["b"]
+    a.decide()
+    await eventually(lambda: b.link.inbox.stats["accepted"] == 1)
+    b.link.save_status()
+    status = read_status(b.firewall.connection)
+    assert status is not None and status["connected"] is True
+    peers = status["peers"]
+    assert isinstance(peers, list) and [p["node"] for p in peers] == ["a"]
+    assert status["received"] == {"accepted": 1}
