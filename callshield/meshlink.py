@@ -41,6 +41,7 @@ from callshield.mesh import (
     MeshMessage,
     MessageKind,
     Outbound,
+    SubjectKind,
     decode_payload,
     encode_payload,
     status_topic,
@@ -87,6 +88,7 @@ class MeshLink:
             keyring=keyring,
             cluster=self.cluster,
             node=self.node,
+            subject_kind=SubjectKind.HASH if mesh.privacy else SubjectKind.E164,
             max_bytes=mesh.max_message_bytes,
             max_skew=float(mesh.max_skew),
         )
@@ -202,7 +204,6 @@ class MeshLink:
     # -- in ------------------------------------------------------------------------------------------
 
     async def _receiver(self, client: aiomqtt.Client) -> None:
-        await client.subscribe(verdicts_filter(self.cluster), qos=1)
         async for message in client.messages:
             payload = message.payload
             data = payload if isinstance(payload, bytes) else str(payload or "").encode()
@@ -255,6 +256,9 @@ class MeshLink:
         async with self._new_client(aiomqtt.Will(status, b"offline", qos=1, retain=True)) as client:
             self._client = client
             self.counters["connects"] += 1
+            # Subscribed before anything else: the session then holds the subscription, and the broker
+            # keeps verdicts for us from this moment on, across reconnects.
+            await client.subscribe(verdicts_filter(self.cluster), qos=1)
             await client.publish(status, b"online", qos=1, retain=True)
             self.connected.set()
             log.info(

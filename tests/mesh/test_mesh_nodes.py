@@ -60,10 +60,13 @@ reconnect_max = "1s"
         return verdict.action, verdict.reason
 
 
-async def eventually(probe: Callable[[], bool], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not probe():
-            await asyncio.sleep(0.02)
+async def eventually(probe: Callable[[], bool], timeout: float = 5.0, message: Callable[[], str] | None = None) -> None:
+    try:
+        async with asyncio.timeout(timeout):
+            while not probe():
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"not within {timeout} s" + (f": {message()}" if message else "")) from None
 
 
 @pytest.fixture
@@ -201,3 +204,72 @@ async def test_the_link_saves_a_status_for_the_cli(nodes: dict[str, MeshNode], t
     peers = status["peers"]
     assert isinstance(peers, list) and [p["node"] for p in peers] == ["a"]
     assert status["received"] == {"accepted": 1}
+
+
+async def test_privacy_mode_puts_no_phone_number_on_the_wire(mosquitto: Broker, cluster: str, tmp_path: Path) -> None:
+    privacy = f'privacy = true\nprivacy_key = "{"33" * 32}"\n'
+    deny = f'[[rules]]\naction = "deny"\npattern = "{SPAMMER}"\n'
+    a = MeshNode("a", tmp_path, mosquitto, cluster, extra=privacy + deny)
+    b = MeshNode("b", tmp_path, mosquitto, cluster, extra=privacy)
+    seen: list[tuple[str, bytes]] = []
+    async with mosquitto.client() as spy:
+        await spy.subscribe("#", qos=1)
+
+        async def listen() -> None:
+            async for message in spy.messages:
+                payload = message.payload
+                seen.append((message.topic.value, payload if isinstance(payload, bytes) else b""))
+
+        listener = asyncio.create_task(listen())
+        tasks = [asyncio.create_task(node.link.run(node.stop)) for node in (a, b)]
+        try:
+            await eventually(lambda: a.link.connected.is_set() and b.link.connected.is_set())
+            assert a.decide() is Action.BLOCK
+            await eventually(lambda: b.firewall.peers.subjects() == 1, message=lambda: str(b.link.inbox.stats))
+            assert b.check()[0] is Action.SCREEN  # B matched the hash with the number it sees
+            await eventually(lambda: any(cluster in topic and "/verdicts/" in topic for topic, _ in seen))
+        finally:
+            for node in (a, b):
+                node.stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            listener.cancel()
+    digits = SPAMMER[1:]
+    runs = {digits[i : i + 4] for i in range(len(digits) - 3)}
+    ours = [(topic, payload) for topic, payload in seen if cluster in topic]
+    assert ours
+    for topic, payload in ours:
+        text = topic + payload.decode("utf-8", "replace")
+        assert not any(run in text for run in runs), text
+
+
+async def test_password_and_tls_to_the_broker(mosquitto: Broker, cluster: str, tmp_path: Path) -> None:
+    def node(name: str, listener: str) -> MeshNode:
+        # The ACL lets user node-X publish only under node name node-X.
+        port = mosquitto.auth_port if listener == "auth" else mosquitto.tls_port
+        tls = f'tls = true\ntls_ca = "{mosquitto.ca_file}"\n' if listener == "tls" else ""
+        made = MeshNode(name, tmp_path / listener, mosquitto, cluster, extra="")
+        config = parse_config(
+            _mesh(made).replace(f"port = {mosquitto.listener_port('plain')}", f"port = {port}")
+            + f'username = "{name}"\npassword = "{mosquitto.users[name]}"\n{tls}'
+            + ('[[rules]]\naction = "deny"\npattern = "' + SPAMMER + '"\n' if name == "node-a" else "")
+        )
+        made.firewall.apply_config(config)
+        made.link = MeshLink(firewall=made.firewall, config=config, outbox=made.link._outbox)
+        made.firewall.on_shared = made.link.on_verdict
+        return made
+
+    for listener in ("auth", "tls"):
+        (tmp_path / listener).mkdir()
+        await _share_once(node("node-a", listener), node("node-b", listener))
+
+
+async def _share_once(a: MeshNode, b: MeshNode) -> None:
+    tasks = [asyncio.create_task(n.link.run(n.stop)) for n in (a, b)]
+    try:
+        await eventually(lambda: a.link.connected.is_set() and b.link.connected.is_set())
+        assert a.decide() is Action.BLOCK
+        await eventually(lambda: b.firewall.peers.subjects() == 1, message=lambda: str(b.link.inbox.stats))
+    finally:
+        for n in (a, b):
+            n.stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
