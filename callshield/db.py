@@ -124,6 +124,17 @@ CREATE TABLE IF NOT EXISTS mesh_outbox (
     payload BLOB NOT NULL,
     created REAL NOT NULL
 );
+-- What this node has shared that is still in force, per subject (meshlink.py): shared again when a
+-- peer asks to catch up.
+CREATE TABLE IF NOT EXISTS mesh_standing (
+    subject TEXT PRIMARY KEY,
+    subject_kind TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    action TEXT NOT NULL,
+    score INTEGER NOT NULL,
+    reasons TEXT NOT NULL,
+    expires REAL NOT NULL
+) WITHOUT ROWID;
 -- One row per finished blocklist import.
 CREATE TABLE IF NOT EXISTS imports (
     id INTEGER PRIMARY KEY,

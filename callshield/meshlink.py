@@ -14,6 +14,12 @@ The I/O half of issue 4 (the message rules are in :mod:`callshield.mesh`, sans-I
   ``Firewall.peer_verdict`` / ``peer_revoke``.
 - Status: ``online`` retained on connect, ``offline`` retained as the last will and on a clean stop.
 - Reconnect with exponential backoff and jitter between ``reconnect_min`` and ``reconnect_max``.
+- Catching up: the session is persistent (the broker queues verdicts while we are away), and on
+  every connect the node also asks its peers on ``callshield/v1/{cluster}/sync/{node}``; each peer
+  answers, at most once per ``SYNC_COOLDOWN`` for each requester, by sharing again (new sequence numbers, remaining TTL)
+  its verdicts still in force, kept in ``mesh_standing``. Peers that already hold them just replace
+  them with the same content; a node that joins late or was away beyond the broker's queue gets
+  them all. The request carries no data, so a forged one can only cost a rate-limited re-send.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from callshield.config import Config
 from callshield.engine import Firewall
 from callshield.errors import StoreError
 from callshield.mesh import (
+    PROTOCOL_VERSION,
     Accepted,
     Inbox,
     MeshMessage,
@@ -44,7 +51,10 @@ from callshield.mesh import (
     SubjectKind,
     decode_payload,
     encode_payload,
+    parse_sync_topic,
     status_topic,
+    sync_filter,
+    sync_topic,
     verdicts_filter,
 )
 from callshield.outbox import Outbox
@@ -61,6 +71,16 @@ OUTBOX_POLL: Final = 0.5
 """Seconds between looks at the outbox for rows other processes (the CLI) added."""
 _NODELAY: Final = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 CONNECT_TIMEOUT: Final = 10.0
+SYNC_COOLDOWN: Final = 30.0
+"""Seconds between two catch-up answers of this node to the same peer."""
+MAX_SYNC_PEERS: Final = 1024
+STANDING_UPSERT: Final = (
+    "INSERT INTO mesh_standing (subject, subject_kind, kind, action, score, reasons, expires) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (subject) DO UPDATE SET subject_kind = excluded.subject_kind, "
+    "kind = excluded.kind, action = excluded.action, score = excluded.score, reasons = excluded.reasons, "
+    "expires = excluded.expires"
+)
+STANDING_DELETE: Final = "DELETE FROM mesh_standing WHERE subject = ?"
 STATUS_KEY: Final = "mesh_status"
 """meta key of the running link's status (JSON), for ``callshield mesh status``."""
 
@@ -93,6 +113,7 @@ class MeshLink:
             max_skew=float(mesh.max_skew),
         )
         self._fresh: list[MeshMessage] = []
+        self._answered: dict[str, float] = {}  # requester -> when we last answered it
         self._wake = asyncio.Event()
         self._client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
@@ -169,6 +190,7 @@ class MeshLink:
                 self._outbox.append(rows, now, first_seq=start)
             except StoreError:
                 continue  # another process took numbers between the read and the append
+            _remember_standing(self._outbox.connection, fresh)
             return len(fresh)
         self._fresh = fresh + self._fresh
         return 0
@@ -205,9 +227,31 @@ class MeshLink:
 
     async def _receiver(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
+            topic = message.topic.value
+            requester = parse_sync_topic(topic)
+            if requester is not None:
+                self.sync_requested(requester[1])
+                continue
             payload = message.payload
             data = payload if isinstance(payload, bytes) else str(payload or "").encode()
-            self.receive(message.topic.value, data)
+            self.receive(topic, data)
+
+    def sync_requested(self, requester: str) -> bool:
+        """A peer asks to catch up: share our verdicts in force again (rate-limited); True if we do."""
+        now = self._firewall.clock.now()
+        answered = self._answered
+        if requester == self.node or now - answered.get(requester, float("-inf")) < SYNC_COOLDOWN:
+            self.counters["sync:ignored"] += 1
+            return False
+        answered[requester] = now
+        if len(answered) > MAX_SYNC_PEERS:  # forged names must not grow this without bound
+            del answered[min(answered, key=answered.__getitem__)]
+        again = [_reshared(row, node=self.node, now=now) for row in _standing(self._outbox.connection, now)]
+        self._fresh.extend(again)
+        self._wake.set()
+        self.counters["sync:answered"] += 1
+        log.info("mesh: %s asked to catch up: sharing %d verdicts in force again", requester, len(again))
+        return True
 
     def receive(self, topic: str, payload: bytes) -> bool:
         """One message from the broker; True when it was accepted and applied."""
@@ -259,7 +303,9 @@ class MeshLink:
             # Subscribed before anything else: the session then holds the subscription, and the broker
             # keeps verdicts for us from this moment on, across reconnects.
             await client.subscribe(verdicts_filter(self.cluster), qos=1)
+            await client.subscribe(sync_filter(self.cluster), qos=1)
             await client.publish(status, b"online", qos=1, retain=True)
+            await client.publish(sync_topic(self.cluster, self.node), b"", qos=1)
             self.connected.set()
             log.info(
                 "mesh: connected to %s:%s as %s/%s",
@@ -344,10 +390,60 @@ def enqueue_event(config: Config, outbox: Outbox, *, kind: MessageKind, caller: 
                 kind=kind, caller=caller, action=Action.SCREEN, score=0, now=now, reasons=(f"{kind.value}:cli",)
             )
         try:
-            return outbox.append([(outbound.topic, encode_payload(message))], now, first_seq=message.seq)
+            seq = outbox.append([(outbound.topic, encode_payload(message))], now, first_seq=message.seq)
         except StoreError:
             continue  # the server took the number meanwhile
+        _remember_standing(outbox.connection, [message])
+        return seq
     raise StoreError("could not take a mesh sequence number (the outbox is busy)")
+
+
+def _remember_standing(conn: sqlite3.Connection, messages: list[MeshMessage]) -> None:
+    """Keep this node's verdicts in force (one per subject, the newest) for catch-up answers."""
+    with conn:
+        for m in messages:
+            if m.kind is MessageKind.REVOKE:
+                conn.execute(STANDING_DELETE, (m.subject,))
+            elif m.kind is MessageKind.VERDICT:
+                conn.execute(
+                    STANDING_UPSERT,
+                    (
+                        m.subject,
+                        m.subject_kind.value,
+                        m.kind.value,
+                        m.action.value,
+                        m.score,
+                        json.dumps(m.reasons),
+                        m.expires_at,
+                    ),
+                )
+
+
+def _standing(conn: sqlite3.Connection, now: float) -> list[tuple[str, str, str, str, int, str, float]]:
+    rows = conn.execute(
+        "SELECT subject, subject_kind, kind, action, score, reasons, expires FROM mesh_standing WHERE expires > ?",
+        (now,),
+    ).fetchall()
+    return [tuple(row) for row in rows]
+
+
+def _reshared(row: tuple[str, str, str, str, int, str, float], *, node: str, now: float) -> MeshMessage:
+    """A standing verdict as a new message (its sequence number is given when it is committed)."""
+    subject, subject_kind, kind, action, score, reasons, expires = row
+    return MeshMessage(
+        v=PROTOCOL_VERSION,
+        node=node,
+        seq=0,
+        ts=now,
+        subject=subject,
+        subject_kind=SubjectKind(subject_kind),
+        kind=MessageKind(kind),
+        action=Action(action),
+        score=score,
+        reasons=tuple(json.loads(reasons)),
+        evidence={},
+        ttl=max(1.0, expires - now),
+    )
 
 
 def read_status(conn: sqlite3.Connection) -> dict[str, object] | None:

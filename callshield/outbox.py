@@ -52,6 +52,11 @@ class Outbox:
         self.dropped = 0
         """Messages dropped because the outbox was full (since this object was made)."""
 
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The node database connection the outbox writes with."""
+        return self._conn
+
     def last_seq(self) -> int:
         """The last sequence number handed out (0 before the first)."""
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (SEQ_KEY,)).fetchone()

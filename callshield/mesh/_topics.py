@@ -5,6 +5,9 @@ Rules:
 - ``callshield/v1/{cluster}/verdicts/{node}``  signed verdict messages (QoS 1, not retained);
   subscribers use ``callshield/v1/{cluster}/verdicts/+``.
 - ``callshield/v1/{cluster}/nodes/{node}/status``  ``online``/``offline`` (retained, last will).
+- ``callshield/v1/{cluster}/sync/{node}``  a catch-up request from ``node`` (QoS 1, not retained, no
+  payload that matters): peers answer by sharing their verdicts still in force again on their own
+  verdict topics (see callshield/meshlink.py).
 - A cluster or node name is one topic level: 1-64 characters, none of ``/`` (level separator),
   ``+`` and ``#`` (wildcards), no control characters (C0, DEL, C1) and nothing UTF-8 cannot
   encode (lone surrogates). Names come from the configuration, never from call data, and no other
@@ -21,9 +24,12 @@ __all__ = [
     "TOPIC_ROOT",
     "check_name",
     "is_valid_name",
+    "parse_sync_topic",
     "parse_verdict_topic",
     "status_filter",
     "status_topic",
+    "sync_filter",
+    "sync_topic",
     "verdict_topic",
     "verdicts_filter",
 ]
@@ -36,6 +42,7 @@ MAX_NAME_LENGTH: Final = 64
 _FORBIDDEN: Final = re.compile(r"[/+#\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _VERDICTS: Final = "verdicts"
 _NODES: Final = "nodes"
+_SYNC: Final = "sync"
 
 
 def is_valid_name(name: str) -> bool:
@@ -84,6 +91,29 @@ def parse_verdict_topic(topic: str) -> tuple[str, str] | None:
         return None
     parts = topic.split("/")
     if len(parts) != 5 or f"{parts[0]}/{parts[1]}" != TOPIC_ROOT or parts[3] != _VERDICTS:
+        return None
+    cluster, node = parts[2], parts[4]
+    if not (is_valid_name(cluster) and is_valid_name(node)):
+        return None
+    return cluster, node
+
+
+def sync_topic(cluster: str, node: str) -> str:
+    """``callshield/v1/{cluster}/sync/{node}``: where ``node`` asks its peers to catch it up."""
+    return f"{TOPIC_ROOT}/{check_name(cluster, what='cluster')}/{_SYNC}/{check_name(node, what='node')}"
+
+
+def sync_filter(cluster: str) -> str:
+    """The subscription filter for every catch-up request in ``cluster``."""
+    return f"{TOPIC_ROOT}/{check_name(cluster, what='cluster')}/{_SYNC}/+"
+
+
+def parse_sync_topic(topic: str) -> tuple[str, str] | None:
+    """``(cluster, node)`` of a catch-up request topic, or None (never raises)."""
+    if not isinstance(topic, str) or len(topic) > 2 * MAX_NAME_LENGTH + len(TOPIC_ROOT) + len(_SYNC) + 3:
+        return None
+    parts = topic.split("/")
+    if len(parts) != 5 or f"{parts[0]}/{parts[1]}" != TOPIC_ROOT or parts[3] != _SYNC:
         return None
     cluster, node = parts[2], parts[4]
     if not (is_valid_name(cluster) and is_valid_name(node)):

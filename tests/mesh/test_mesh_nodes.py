@@ -273,3 +273,26 @@ async def _share_once(a: MeshNode, b: MeshNode) -> None:
         for n in (a, b):
             n.stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_node_that_joins_late_catches_up_on_verdicts_in_force(
+    nodes: dict[str, MeshNode], mosquitto: Broker, cluster: str, tmp_path: Path
+) -> None:
+    a, b = nodes["a"], nodes["b"]
+    assert a.decide() is Action.BLOCK
+    await eventually(lambda: b.firewall.peers.subjects() == 1)
+    answers = a.link.counters["sync:answered"]  # (the nodes asked each other at start)
+    late = MeshNode("d", tmp_path, mosquitto, cluster)  # a new node: no session, no history
+    late.task = asyncio.create_task(late.link.run(late.stop))
+    try:
+        await eventually(lambda: late.firewall.peers.subjects() == 1, message=lambda: str(late.link.inbox.stats))
+        assert late.check()[0] is Action.SCREEN  # A's block, shared again for it
+        assert a.link.counters["sync:answered"] == answers + 1
+        assert not a.link.sync_requested("d")  # asked again at once: rate-limited
+        # B already had the verdict: the re-share replaced it with the same content.
+        assert b.firewall.peers.view(SPAMMER, b.firewall.clock.now()).blockers == 1
+        assert b.link.inbox.stats["replayed"] == 0
+    finally:
+        late.stop.set()
+        await asyncio.wait_for(late.task, 5.0)
+        late.firewall.close()
