@@ -347,6 +347,7 @@ class MeshConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True
     port: int = 1883
     username: str = ""
     password: str = ""
+    """Broker password; the environment variable CALLSHIELD_MQTT_PASSWORD overrides it."""
     tls: bool = False
     """Connect with TLS (``tls_ca`` empty: the system's CA certificates)."""
     tls_ca: str = ""

@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import random
 import socket
 import sqlite3
@@ -71,6 +72,8 @@ OUTBOX_POLL: Final = 0.5
 """Seconds between looks at the outbox for rows other processes (the CLI) added."""
 _NODELAY: Final = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 CONNECT_TIMEOUT: Final = 10.0
+PASSWORD_VARIABLE: Final = "CALLSHIELD_MQTT_PASSWORD"  # noqa: S105 (a variable name, not a secret)
+"""Environment variable that overrides ``mesh.password`` (keep secrets out of config files)."""
 SYNC_COOLDOWN: Final = 30.0
 """Seconds between two catch-up answers of this node to the same peer."""
 MAX_SYNC_PEERS: Final = 1024
@@ -347,7 +350,7 @@ class MeshLink:
             mesh.host,
             mesh.port,
             username=mesh.username or None,
-            password=mesh.password or None,
+            password=os.environ.get(PASSWORD_VARIABLE) or mesh.password or None,
             identifier=f"callshield-{self.cluster}-{self.node}",
             # A persistent session: the broker keeps our subscription and queues QoS 1 verdicts while
             # we are away (a reconnect, a restart of this node), so none published meanwhile is missed.
