@@ -14,8 +14,9 @@ The I/O half of issue 4 (the message rules are in :mod:`callshield.mesh`, sans-I
   ``Firewall.peer_verdict`` / ``peer_revoke``.
 - Status: ``online`` retained on connect, ``offline`` retained as the last will and on a clean stop.
 - Reconnect with exponential backoff and jitter between ``reconnect_min`` and ``reconnect_max``.
-- Catching up: the session is persistent (the broker queues verdicts while we are away), and on
-  every connect the node also asks its peers on ``callshield/v1/{cluster}/sync/{node}``; each peer
+- Catching up: the session is persistent (the broker queues verdicts while we are away, and keeps
+  them across its own restarts with persistence on), and when the process starts the node also asks
+  its peers on ``callshield/v1/{cluster}/sync/{node}``; each peer
   answers, at most once per ``SYNC_COOLDOWN`` for each requester, by sharing again (new sequence numbers, remaining TTL)
   its verdicts still in force, kept in ``mesh_standing``. Peers that already hold them just replace
   them with the same content; a node that joins late or was away beyond the broker's queue gets
@@ -117,6 +118,7 @@ class MeshLink:
         )
         self._fresh: list[MeshMessage] = []
         self._answered: dict[str, float] = {}  # requester -> when we last answered it
+        self._asked_to_sync = False
         self._wake = asyncio.Event()
         self._client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
@@ -308,7 +310,9 @@ class MeshLink:
             await client.subscribe(verdicts_filter(self.cluster), qos=1)
             await client.subscribe(sync_filter(self.cluster), qos=1)
             await client.publish(status, b"online", qos=1, retain=True)
-            await client.publish(sync_topic(self.cluster, self.node), b"", qos=1)
+            if not self._asked_to_sync:  # once per process: a reconnect resumes the persistent session
+                await client.publish(sync_topic(self.cluster, self.node), b"", qos=1)
+                self._asked_to_sync = True
             self.connected.set()
             log.info(
                 "mesh: connected to %s:%s as %s/%s",
