@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint unit mesh e2e bench bench-stack clean
+.PHONY: run test lint unit mesh e2e bench bench-stack bench-mesh clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "callshield needs Python 3.11 or newer")'
@@ -44,6 +44,10 @@ bench: $(STAMP)
 ## Real stack: SIPp -> Asterisk 22 (own sandbox, SIP 5090) -> callshield, with and without the check; root.
 bench-stack: $(STAMP)
 	$(BIN)/python bench/bench_stack.py
+
+## Reputation mesh: two nodes in their own processes through a private Mosquitto (port 18840); root for apt.
+bench-mesh: $(STAMP)
+	$(BIN)/python bench/bench_mesh.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -73,6 +73,8 @@ OUTBOX_POLL: Final = 0.5
 """Seconds between looks at the outbox for rows other processes (the CLI) added."""
 _NODELAY: Final = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 CONNECT_TIMEOUT: Final = 10.0
+OUTBOX_BUSY_RETRY: Final = 0.005
+"""Seconds before the publisher tries the outbox again when the database was busy."""
 PASSWORD_VARIABLE: Final = "CALLSHIELD_MQTT_PASSWORD"  # noqa: S105 (a variable name, not a secret)
 """Environment variable that overrides ``mesh.password`` (keep secrets out of config files)."""
 SYNC_COOLDOWN: Final = 30.0
@@ -116,6 +118,10 @@ class MeshLink:
             max_bytes=mesh.max_message_bytes,
             max_skew=float(mesh.max_skew),
         )
+        # The outbox writes on the event loop while the server's aiosqlite writer may hold the write lock
+        # across several awaits: waiting for it here would block the loop it needs to finish (5 s, then
+        # "database is locked"). Fail at once instead; the publisher retries a moment later.
+        outbox.connection.execute("PRAGMA busy_timeout = 0")
         self._fresh: list[MeshMessage] = []
         self._answered: dict[str, float] = {}  # requester -> when we last answered it
         self._asked_to_sync = False
@@ -195,7 +201,13 @@ class MeshLink:
                 self._outbox.append(rows, now, first_seq=start)
             except StoreError:
                 continue  # another process took numbers between the read and the append
-            _remember_standing(self._outbox.connection, fresh)
+            except sqlite3.OperationalError:  # busy (see __init__): keep them for the next try
+                self._fresh = fresh + self._fresh
+                raise
+            try:
+                _remember_standing(self._outbox.connection, fresh)
+            except sqlite3.OperationalError:  # busy: only catch-up answers miss them; they are committed
+                self.counters["standing:busy"] += len(fresh)
             return len(fresh)
         self._fresh = fresh + self._fresh
         return 0
@@ -222,7 +234,12 @@ class MeshLink:
 
     async def _publisher(self, client: aiomqtt.Client) -> None:
         while True:
-            await self._publish_waiting(client)
+            try:
+                await self._publish_waiting(client)
+            except sqlite3.OperationalError:  # the database is busy (the writer's batch): retry shortly
+                self.counters["outbox:busy"] += 1
+                await asyncio.sleep(OUTBOX_BUSY_RETRY)
+                continue
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(OUTBOX_POLL):

@@ -1,0 +1,739 @@
+"""Reputation mesh benchmark: propagation latency, sustained throughput, decisions under peer traffic.
+
+Two callshield nodes in their own processes (no shared GIL or loop), each a real ``Firewall`` on its own
+fresh database with a ``MeshLink`` on uvloop, as ``callshield serve`` runs them: verdicts out through the
+outbox (committed, signed at send time, QoS 1), peer verdicts in through the inbox to
+``Firewall.peer_verdict``, the server's 0.5 s ``flush_async`` on an aiosqlite writer, ``gc.freeze()``
+after start-up. They talk only through one Mosquitto (``scripts/mosquitto``, plain listener), on a cluster
+name unique to each scenario: by default a private instance (``.cache/mosquitto-bench``, 127.0.0.1:18840)
+started here and stopped at the end, because test sessions stop the shared test broker (18830) when
+they finish; ``--broker shared`` uses that one (started and stopped here only if it was not running).
+This script drives them over pipes (JSON lines) and reads their CPU from /proc.
+
+1. Propagation latency: node A decides calls from new callers, paced at ``--rate`` (default 1,000/s)
+   for ``--latency-duration`` s; a deny rule makes every one a block, which A shares. Node B records,
+   for each verdict, the time its ``peer_verdict`` returned; latency is that minus A's ``decided_at``
+   (both ``time.time()`` on this machine), correlated by the caller number (one new caller per call).
+   Split: decided → signed at send (the payload's ``ts``) and send → applied.
+2. Sustained throughput: A offers ``--throughput-rate`` (default 5,000/s) for ``--duration`` (60 s);
+   B counts what it applied: every sequence number exactly once, the inbox's rejections and
+   duplicates, A's outbox depth every second, CPU of A, B and mosquitto. ``--profile`` adds a
+   cProfile of both nodes during that run (written to the run directory, top functions printed).
+3. Decision slowdown: B decides a warm workload (``--callers`` distinct callers, each decided once
+   first; measured decisions with ``record=False``, so the workload stays the same from phase to phase:
+   nothing learnt, written or shared) as fast as its loop allows, in phases of ``--phase`` s,
+   alternately with A idle and with A sharing 1,000 verdicts/s that B receives on the same loop;
+   reported: decisions/s and decide() latency with / without, and the propagation latency to B while
+   it is busy.
+
+Run: .venv/bin/python bench/bench_mesh.py [--quick] [--only latency,throughput,decide] [--profile] [--pin]
+Raw results: bench/out/mesh-<time>/results.json (and the profiles).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import gc
+import io
+import json
+import os
+import platform
+import pstats
+import random
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from array import array
+from collections import Counter
+from pathlib import Path
+from typing import IO, Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+OUT = ROOT / "bench" / "out"
+KEY = "42" * 32
+A_CALLERS = "+1718"
+"""A's callers: +1 718 EEE LLLL, one new number per call (index i <-> exchange 200 + i // 10000)."""
+DIDS = 2000
+CHUNK = 100
+"""B's decisions between two yields to its event loop (~3-5 ms of work)."""
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PRIVATE_PORT = 18840
+"""--broker private: scripts/mosquitto's plain listener here (+1 password, +2 TLS: unused)."""
+
+
+def a_caller(i: int) -> str:
+    return f"{A_CALLERS}{200 + i // 10_000:03d}{i % 10_000:04d}"
+
+
+def a_index(subject: str) -> int:
+    if not subject.startswith(A_CALLERS) or len(subject) != 12:
+        return -1
+    return (int(subject[5:8]) - 200) * 10_000 + int(subject[8:])
+
+
+# ---------------------------------------------------------------------------------------------------
+# A node (child process)
+# ---------------------------------------------------------------------------------------------------
+
+
+def emit(data: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(data) + "\n")
+    sys.stdout.flush()
+
+
+class BenchNode:
+    """One node: Firewall + MeshLink + the server's writer task, driven by commands on stdin."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from callshield import db
+        from callshield.config import parse_config
+        from callshield.engine import Firewall
+        from callshield.meshlink import MeshLink
+        from callshield.outbox import Outbox
+
+        self.args = args
+        self.path = Path(args.db)
+        deny = '[[rules]]\naction = "deny"\npattern = "+1718*"\n' if args.child == "a" else ""
+        config = parse_config(
+            f"""
+[node]
+name = "{args.child}"
+[mesh]
+enabled = true
+cluster = "{args.cluster}"
+host = "{args.host}"
+port = {args.port}
+keys = [{{ id = "k1", secret = "{KEY}" }}]
+{deny}"""
+        )
+        self.config = config
+        self.firewall = Firewall(config=config, conn=db.connect(self.path))
+        self.outbox = Outbox(db.connect(self.path))  # its own connection, as in service.Node
+        self.link = MeshLink(firewall=self.firewall, config=config, outbox=self.outbox)
+        self.firewall.on_shared = self.link.on_verdict
+        # B: what arrived and when (peer_verdict wrapped; MeshLink calls it on the instance).
+        self.idx = array("q")
+        self.seqs = array("q")
+        self.sent_at = array("d")
+        self.applied_at = array("d")
+        self.other = 0
+        original = self.firewall.peer_verdict
+
+        def recording(**kw: Any) -> bool:
+            added = original(**kw)
+            self.applied_at.append(time.time())
+            i = a_index(kw["subject"])
+            if i < 0:
+                self.other += 1
+                return added
+            self.idx.append(i)
+            self.seqs.append(kw["seq"])
+            self.sent_at.append(kw["at"])
+            return added
+
+        setattr(self.firewall, "peer_verdict", recording)  # noqa: B010
+        self.calls: list[Any] = []
+        self.profile: cProfile.Profile | None = None
+
+    async def run(self) -> None:
+        import aiosqlite
+
+        from callshield import db
+
+        writer = await aiosqlite.connect(self.path, isolation_level=None)
+        for pragma in db.CONNECTION_PRAGMAS:
+            await writer.execute(pragma)
+        stop = asyncio.Event()
+        link_task = asyncio.create_task(self.link.run(stop))
+        flush_task = asyncio.create_task(self._flush_loop(writer))
+        async with asyncio.timeout(20):
+            await self.link.connected.wait()
+        await asyncio.sleep(0.5)  # the receiver's SUBSCRIBE
+        if self.args.callers:
+            self._warm_up(self.args.callers)
+        gc.collect()
+        gc.freeze()
+        if self.args.cpu is not None:
+            os.sched_setaffinity(0, {self.args.cpu})
+        commands: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+
+        def read_stdin() -> None:
+            for line in sys.stdin:
+                loop.call_soon_threadsafe(commands.put_nowait, json.loads(line))
+            loop.call_soon_threadsafe(commands.put_nowait, {"cmd": "quit"})
+
+        threading.Thread(target=read_stdin, daemon=True).start()
+        emit({"event": "ready", "pid": os.getpid(), "warm": self.args.callers})
+        while True:
+            cmd = await commands.get()
+            if cmd["cmd"] == "quit":
+                break
+            handler = getattr(self, f"cmd_{cmd['cmd']}")
+            emit(await handler(**{k: v for k, v in cmd.items() if k != "cmd"}))
+        stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(link_task, 5.0)
+        flush_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await flush_task
+        await self.firewall.flush_async(writer)
+        await writer.close()
+        self.firewall.close()
+
+    async def _flush_loop(self, writer: Any) -> None:
+        while True:
+            await asyncio.sleep(float(self.config.storage.flush_interval))
+            await self.firewall.flush_async(writer)
+
+    def _warm_up(self, callers: int) -> None:
+        from callshield.verdict import Call
+
+        rng = random.Random(3)
+        areas = (212, 213, 305, 312, 404, 415, 503, 512, 617, 702, 713, 808, 917, 949)
+        seen: set[str] = set()
+        while len(seen) < callers:
+            seen.add(f"+1{rng.choice(areas)}{rng.randint(200, 999)}{rng.randrange(10_000):04d}")
+        pool = sorted(seen)
+        rng.shuffle(pool)
+        # One DID per caller: repeated calls in the measured phases look like a caller's usual line,
+        # not a dialer sweeping DIDs (which the pattern tracker would flag more and more as phases go on).
+        self.calls = [Call(caller=c, callee=f"+1312555{i % DIDS:04d}") for i, c in enumerate(pool)]
+        for call in self.calls:
+            self.firewall.decide(call)
+        self.firewall.flush(snapshot=True)
+
+    # -- commands ------------------------------------------------------------------------------------
+
+    async def cmd_send(self, rate: float, duration: float, start: int, out: str, drain: float = 60.0) -> dict[str, Any]:
+        """A: decide calls from new callers at ``rate`` for ``duration`` s; every one is a shared block."""
+        from callshield.verdict import Action, Call
+
+        fw, link = self.firewall, self.link
+        decided = array("d")
+        depth: list[tuple[float, int, int]] = []
+        blocks = 0
+        published0 = link.counters["published"]
+        first_seq = self.outbox.last_seq() + 1
+        if self.profile is not None:
+            self.profile.enable()
+        perf = time.perf_counter
+        t0 = perf()
+        next_sample = 1.0
+        i = 0
+        lag_max = 0.0
+        while True:
+            elapsed = perf() - t0
+            if elapsed >= duration:
+                break
+            if elapsed >= next_sample:
+                depth.append((round(elapsed, 2), self.outbox.depth(), len(link._fresh)))
+                next_sample += 1.0
+            due = min(int(rate * elapsed) + 1, int(rate * duration))
+            lag_max = max(lag_max, (due - i) / rate)
+            for _ in range(min(due - i, CHUNK)):
+                verdict = fw.decide(Call(caller=a_caller(start + i), callee=f"+1312555{i % DIDS:04d}"))
+                decided.append(verdict.decided_at)
+                blocks += verdict.action is Action.BLOCK
+                i += 1
+            await asyncio.sleep(0.0005 if i >= due else 0)
+        offered_wall = perf() - t0
+        t_drain = perf()
+        while (self.outbox.depth() or link._fresh) and perf() - t_drain < drain:
+            await asyncio.sleep(0.01)
+        drained = perf() - t_drain
+        if self.profile is not None:
+            self.profile.disable()
+        with open(out, "wb") as f:
+            decided.tofile(f)
+        return {
+            "event": "sent",
+            "start": start,
+            "count": i,
+            "blocks": blocks,
+            "offered_wall": offered_wall,
+            "offered_rate": i / offered_wall,
+            "drain_s": drained,
+            "left_in_outbox": self.outbox.depth() + len(link._fresh),
+            "published": link.counters["published"] - published0,
+            "first_seq": first_seq,
+            "last_seq": self.outbox.last_seq(),
+            "max_behind_s": lag_max,
+            "depth": depth,
+            "counters": dict(link.counters),
+            "outbox_dropped": self.outbox.dropped,
+        }
+
+    async def cmd_collect(self, expect: int, out: str, idle: float = 5.0, timeout: float = 120.0) -> dict[str, Any]:
+        """B: wait for ``expect`` verdicts of A (or ``idle`` s without one), write them, start afresh."""
+        perf = time.perf_counter
+        t0 = last_change = perf()
+        seen = len(self.idx)
+        while len(self.idx) < expect and perf() - last_change < idle and perf() - t0 < timeout:
+            await asyncio.sleep(0.02)
+            if len(self.idx) != seen:
+                seen, last_change = len(self.idx), perf()
+        got = len(self.idx)
+        with open(out, "wb") as f:
+            for arr in (self.idx, self.seqs, self.sent_at, self.applied_at):
+                arr.tofile(f)
+        result = {
+            "event": "collected",
+            "records": got,
+            "other": self.other,
+            "inbox": dict(self.link.inbox.stats),
+            "counters": dict(self.link.counters),
+            "peer_subjects": self.firewall.peers.subjects(),
+            "fw_counters": {str(k): v for k, v in self.firewall.counters.items() if str(k).startswith("peer")},
+        }
+        self.idx, self.seqs, self.sent_at, self.applied_at = array("q"), array("q"), array("d"), array("d")
+        return result
+
+    async def cmd_decide(self, duration: float, label: str) -> dict[str, Any]:
+        """B: decide the warm workload as fast as the loop allows for ``duration`` s."""
+        fw, calls = self.firewall, self.calls
+        rng = random.Random(len(label) * 7919 + int(duration * 1000))
+        order = [rng.randrange(len(calls)) for _ in range(200_000)]
+        latencies = array("d")
+        perf = time.perf_counter
+        actions: Counter[str] = Counter()
+        applied0 = len(self.idx)
+        cpu0 = time.process_time()
+        t0 = perf()
+        end = t0 + duration
+        n = 0
+        while perf() < end:
+            for _ in range(CHUNK):
+                call = calls[order[n % len(order)]]
+                t = perf()
+                verdict = fw.decide(call, record=False)  # a stationary workload: nothing learnt or shared
+                latencies.append(perf() - t)
+                actions[verdict.action] += 1
+                n += 1
+            await asyncio.sleep(0)
+        wall = perf() - t0
+        cpu = time.process_time() - cpu0
+        lat = sorted(latencies)
+        return {
+            "event": "decided",
+            "label": label,
+            "decisions": n,
+            "wall": wall,
+            "rate": n / wall,
+            "cpu": cpu,
+            "decide_rate": n / sum(lat),
+            "mean_us": sum(lat) / n * 1e6,
+            "p50_us": lat[n // 2] * 1e6,
+            "p99_us": lat[int(n * 0.99)] * 1e6,
+            "p999_us": lat[int(n * 0.999)] * 1e6,
+            "peer_applied": len(self.idx) - applied0,
+            "actions": dict(actions),
+        }
+
+    async def cmd_profile(self, on: bool, out: str = "") -> dict[str, Any]:
+        """Start (``on``) a cProfile, or stop it and write it to ``out`` with the top functions."""
+        if on:
+            self.profile = cProfile.Profile()
+            if self.args.child == "b":
+                self.profile.enable()
+            return {"event": "profile", "on": True}
+        text = ""
+        if self.profile is not None:
+            self.profile.disable()
+            self.profile.dump_stats(out)
+            buffer = io.StringIO()
+            pstats.Stats(self.profile, stream=buffer).sort_stats("tottime").print_stats(22)
+            text = buffer.getvalue()
+            self.profile = None
+        return {"event": "profile", "on": False, "top": text}
+
+
+def child_main(args: argparse.Namespace) -> None:
+    import uvloop
+
+    node = BenchNode(args)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(node.run())
+
+
+# ---------------------------------------------------------------------------------------------------
+# The driver
+# ---------------------------------------------------------------------------------------------------
+
+
+class Child:
+    def __init__(self, role: str, cluster: str, workdir: Path, host: str, port: int, callers: int, cpu: int | None):
+        cmd = [sys.executable, __file__, "--child", role, "--cluster", cluster]
+        cmd += ["--db", str(workdir / f"{role}.sqlite3"), "--host", host, "--port", str(port)]
+        cmd += ["--callers", str(callers)]
+        if cpu is not None:
+            cmd += ["--cpu", str(cpu)]
+        self.role = role
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        ready = self.read()
+        self.pid = int(ready["pid"])
+
+    def send(self, **cmd: Any) -> None:
+        stdin: IO[str] | None = self.proc.stdin
+        assert stdin is not None
+        stdin.write(json.dumps(cmd) + "\n")
+        stdin.flush()
+
+    def read(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"node {self.role} exited ({self.proc.wait()})")
+        result: dict[str, Any] = json.loads(line)
+        return result
+
+    def ask(self, **cmd: Any) -> dict[str, Any]:
+        self.send(**cmd)
+        return self.read()
+
+    def close(self) -> None:
+        with contextlib.suppress(BrokenPipeError, OSError):
+            self.send(cmd="quit")
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def cpu_ticks(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])  # utime + stime (fields 14, 15), all threads
+
+
+class CpuMeter:
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.t0 = time.perf_counter()
+        self.start = {name: cpu_ticks(pid) for name, pid in pids.items()}
+
+    def percent(self) -> dict[str, float]:
+        wall = time.perf_counter() - self.t0
+        used = {name: (cpu_ticks(pid) - self.start[name]) / CLK_TCK for name, pid in self.pids.items()}
+        return {name: round(seconds / wall * 100, 1) for name, seconds in used.items()}
+
+
+def quantile(values: list[float], q: float) -> float:
+    return values[min(len(values) - 1, int(len(values) * q))] if values else float("nan")
+
+
+def read_records(path: Path) -> tuple[array[int], array[int], array[float], array[float]]:
+    data = path.read_bytes()
+    n = len(data) // 32
+    idx, seqs, sent, applied = array("q"), array("q"), array("d"), array("d")
+    idx.frombytes(data[: 8 * n])
+    seqs.frombytes(data[8 * n : 16 * n])
+    sent.frombytes(data[16 * n : 24 * n])
+    applied.frombytes(data[24 * n :])
+    return idx, seqs, sent, applied
+
+
+def analyse(sent: dict[str, Any], decided_file: Path, collected: dict[str, Any], records: Path) -> dict[str, Any]:
+    decided = array("d")
+    decided.frombytes(decided_file.read_bytes())
+    idx, seqs, sent_at, applied = read_records(records)
+    count, start = int(sent["count"]), int(sent["start"])
+    idx = array("q", (i - start for i in idx))
+    total, to_send, wire = [], [], []
+    for i, ts, t in zip(idx, sent_at, applied, strict=True):
+        if 0 <= i < count:
+            total.append((t - decided[i]) * 1000)
+            to_send.append((ts - decided[i]) * 1000)
+            wire.append((t - ts) * 1000)
+    got = set(idx)
+    seq_set = set(seqs)
+    first, last = int(sent["first_seq"]), int(sent["last_seq"])
+    result: dict[str, Any] = {
+        "decided": count,
+        "applied": len(idx),
+        "distinct": len(got),
+        "missing": count - len(got & set(range(count))),
+        "applied_twice": len(idx) - len(got),
+        "seq_distinct": len(seq_set),
+        "seq_missing": (last - first + 1) - len(seq_set & set(range(first, last + 1))) if last >= first else 0,
+        "inbox": collected["inbox"],
+    }
+    for name, values in (("latency_ms", total), ("to_send_ms", to_send), ("wire_ms", wire)):
+        values.sort()
+        result[name] = {
+            "p50": quantile(values, 0.5),
+            "p95": quantile(values, 0.95),
+            "p99": quantile(values, 0.99),
+            "p999": quantile(values, 0.999),
+            "max": values[-1] if values else float("nan"),
+        }
+    if applied:
+        result["applied_span_s"] = applied[-1] - applied[0]
+        result["applied_rate"] = len(applied) / max(1e-9, applied[-1] - applied[0])
+    return result
+
+
+def broker_settings(environ: dict[str, str]) -> tuple[str, int, int | None]:
+    script = ROOT / "scripts" / "mosquitto"
+    out = subprocess.run([script, "env"], capture_output=True, text=True, check=True, env=environ).stdout
+    env = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    pidfile = Path(env.get("CALLSHIELD_MQTT_DIR", ROOT / ".cache" / "mosquitto")) / "mosquitto.pid"
+    pid = int(pidfile.read_text().strip()) if pidfile.exists() else None
+    return env.get("CALLSHIELD_MQTT_HOST", "127.0.0.1"), int(env.get("CALLSHIELD_MQTT_PORT", "18830")), pid
+
+
+class Run:
+    def __init__(self, args: argparse.Namespace, workdir: Path, host: str, port: int, broker_pid: int | None):
+        self.args, self.workdir, self.host, self.port, self.broker_pid = args, workdir, host, port, broker_pid
+        self.results: dict[str, Any] = {}
+
+    def nodes(self, name: str, callers: int = 0) -> tuple[Child, Child]:
+        cluster = f"bench{uuid.uuid4().hex[:12]}"
+        workdir = self.workdir / name
+        workdir.mkdir()
+        pin_b, pin_a = (0, 1) if self.args.pin else (None, None)
+        b = Child("b", cluster, workdir, self.host, self.port, callers, pin_b)
+        a = Child("a", cluster, workdir, self.host, self.port, 0, pin_a)
+        return a, b
+
+    def pids(self, a: Child, b: Child) -> dict[str, int]:
+        pids = {"a": a.pid, "b": b.pid}
+        if self.broker_pid:
+            pids["mosquitto"] = self.broker_pid
+        return pids
+
+    def propagate(self, name: str, a: Child, b: Child, rate: float, duration: float, start: int) -> dict[str, Any]:
+        decided_file = self.workdir / name / f"decided-{start}.bin"
+        records = self.workdir / name / f"records-{start}.bin"
+        meter = CpuMeter(self.pids(a, b))
+        sent = a.ask(cmd="send", rate=rate, duration=duration, start=start, out=str(decided_file))
+        collected = b.ask(cmd="collect", expect=sent["count"], out=str(records))
+        cpu = meter.percent()
+        result = analyse(sent, decided_file, collected, records)
+        result.update(sent=sent, cpu=cpu, rate=rate, duration=duration)
+        return result
+
+    def latency(self) -> None:
+        a, b = self.nodes("latency")
+        try:
+            a.ask(cmd="send", rate=200, duration=1.0, start=900_000, out=str(self.workdir / "latency" / "w.bin"))
+            b.ask(cmd="collect", expect=200, out=str(self.workdir / "latency" / "w.rec"), idle=2.0)
+            r = self.propagate("latency", a, b, self.args.rate, self.args.latency_duration, 0)
+        finally:
+            a.close()
+            b.close()
+        self.results["latency"] = r
+        print_propagation("propagation latency", r)
+
+    def throughput(self) -> None:
+        a, b = self.nodes("throughput")
+        try:
+            if self.args.profile:
+                a.ask(cmd="profile", on=True)
+                b.ask(cmd="profile", on=True)
+            r = self.propagate("throughput", a, b, self.args.throughput_rate, self.args.duration, 0)
+            if self.args.profile:
+                for node in (a, b):
+                    out = self.workdir / f"profile-{node.role}.prof"
+                    top = node.ask(cmd="profile", on=False, out=str(out))["top"]
+                    r[f"profile_{node.role}"] = str(out)
+                    print(f"--- profile of node {node.role} during the throughput run ({out}) ---")
+                    print(top)
+        finally:
+            a.close()
+            b.close()
+        self.results["throughput"] = r
+        print_propagation("sustained throughput", r)
+        depth = r["sent"]["depth"]
+        print(
+            "  A's outbox depth (committed / not yet committed) every 5 s: "
+            + ", ".join(f"{t:.0f}s {d}/{f}" for t, d, f in depth[4::5])
+        )
+
+    def decide(self) -> None:
+        a, b = self.nodes("decide", callers=self.args.callers)
+        phases: list[dict[str, Any]] = []
+        try:
+            print(f"decision slowdown: B warm with {self.args.callers:,} callers; phases of {self.args.phase} s")
+            start = 0
+            for k, label in enumerate(["off-empty", "on", "off", "on", "off", "on", "off"]):
+                if label == "on":
+                    decided_file = self.workdir / "decide" / f"decided-{k}.bin"
+                    a.send(cmd="send", rate=1000, duration=self.args.phase + 1.0, start=start, out=str(decided_file))
+                    time.sleep(0.5)
+                    meter = CpuMeter(self.pids(a, b))
+                    phase = b.ask(cmd="decide", duration=self.args.phase, label=label)
+                    phase["cpu"] = meter.percent()
+                    sent = a.read()
+                    records = self.workdir / "decide" / f"rec-{k}.bin"
+                    collected = b.ask(cmd="collect", expect=sent["count"], out=str(records))
+                    phase["propagation"] = analyse(sent, decided_file, collected, records)
+                    start += int(sent["count"]) + 10
+                else:
+                    meter = CpuMeter(self.pids(a, b))
+                    phase = b.ask(cmd="decide", duration=self.args.phase, label=label)
+                    phase["cpu"] = meter.percent()
+                phases.append(phase)
+                print(
+                    f"  {label:9s} {phase['rate']:8,.0f} decisions/s (decide() alone {phase['decide_rate']:,.0f}/s) "
+                    f"p50 {phase['p50_us']:.1f} us p99 {phase['p99_us']:.1f} us; peer verdicts applied "
+                    f"{phase['peer_applied']:,}; CPU {phase['cpu']}"
+                )
+        finally:
+            a.close()
+            b.close()
+        off = [p for p in phases if p["label"] == "off"]
+        on = [p for p in phases if p["label"] == "on"]
+
+        def mean(rows: list[dict[str, Any]], key: str) -> float:
+            return sum(float(r[key]) for r in rows) / len(rows)
+
+        summary = {
+            key: {"off": mean(off, key), "on": mean(on, key), "ratio": mean(on, key) / mean(off, key)}
+            for key in ("rate", "decide_rate", "p50_us", "p99_us", "p999_us")
+        }
+        lat = sorted(p["propagation"]["latency_ms"]["p99"] for p in on)
+        self.results["decide"] = {"phases": phases, "summary": summary, "callers": self.args.callers}
+        print(
+            f"  => with 1,000 peer verdicts/s: decisions/s x{summary['rate']['ratio']:.3f} "
+            f"(slowdown {100 * (1 - summary['rate']['ratio']):.1f}%), "
+            f"decide() alone x{summary['decide_rate']['ratio']:.3f}, "
+            f"p50 x{summary['p50_us']['ratio']:.3f}, p99 x{summary['p99_us']['ratio']:.3f}; "
+            f"propagation p99 to the busy node {', '.join(f'{v:.2f}' for v in lat)} ms"
+        )
+
+
+def print_propagation(title: str, r: dict[str, Any]) -> None:
+    s = r["sent"]
+    print(
+        f"{title}: A offered {r['rate']:,.0f}/s for {r['duration']} s -> decided {s['count']:,} "
+        f"({s['offered_rate']:,.0f}/s, {s['blocks']:,} blocks; at most {s['max_behind_s']:.2f} s behind the pace), "
+        f"outbox drained {s['drain_s']:.2f} s after the last decision, {s['left_in_outbox']} left"
+    )
+    print(
+        f"  B applied {r['applied']:,} ({r.get('applied_rate', 0):,.0f}/s over {r.get('applied_span_s', 0):.1f} s); "
+        f"missing {r['missing']}, applied twice {r['applied_twice']}, seq distinct {r['seq_distinct']:,} "
+        f"missing {r['seq_missing']}; inbox {r['inbox']}"
+    )
+    for name in ("latency_ms", "to_send_ms", "wire_ms"):
+        q = r[name]
+        print(
+            f"  {name:11s} p50 {q['p50']:.2f}  p95 {q['p95']:.2f}  p99 {q['p99']:.2f}  p99.9 {q['p999']:.2f}  "
+            f"max {q['max']:.1f} ms"
+        )
+    print(f"  CPU % (100 = one core): {r['cpu']}; A's link counters {s['counters']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short phases (~1.5 min in all)")
+    parser.add_argument("--only", default="latency,throughput,decide", help="comma-separated scenarios")
+    parser.add_argument("--rate", type=float, default=1000.0, help="latency run: verdicts/s")
+    parser.add_argument("--latency-duration", type=float, default=20.0)
+    parser.add_argument("--throughput-rate", type=float, default=5000.0)
+    parser.add_argument("--duration", type=float, default=60.0, help="throughput run: seconds")
+    parser.add_argument("--phase", type=float, default=8.0, help="decision slowdown: seconds per phase")
+    parser.add_argument("--callers", type=int, default=100_000, help="decision slowdown: distinct callers")
+    parser.add_argument("--profile", action="store_true", help="cProfile both nodes during the throughput run")
+    parser.add_argument(
+        "--broker",
+        choices=("private", "shared"),
+        default="private",
+        help="private (default): scripts/mosquitto in .cache/mosquitto-bench on port 18840, started and stopped "
+        "here, so test sessions that stop the shared test broker (18830) cannot cut a run; shared: the test broker",
+    )
+    parser.add_argument("--pin", action="store_true", help="pin B to CPU 0 and A to CPU 1")
+    # child processes
+    parser.add_argument("--child", choices=("a", "b"), help=argparse.SUPPRESS)
+    parser.add_argument("--cluster", help=argparse.SUPPRESS)
+    parser.add_argument("--db", help=argparse.SUPPRESS)
+    parser.add_argument("--host", default="127.0.0.1", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=18830, help=argparse.SUPPRESS)
+    parser.add_argument("--cpu", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child_main(args)
+        return
+    if args.quick:
+        args.latency_duration = min(args.latency_duration, 5.0)
+        args.duration = min(args.duration, 10.0)
+        args.phase = min(args.phase, 3.0)
+        args.callers = min(args.callers, 20_000)
+    script = ROOT / "scripts" / "mosquitto"
+    env = dict(os.environ)
+    if args.broker == "private":
+        env.update(
+            CALLSHIELD_MQTT_DIR=str(ROOT / ".cache" / "mosquitto-bench"),
+            CALLSHIELD_MQTT_PORT=str(PRIVATE_PORT),
+            CALLSHIELD_MQTT_AUTH_PORT=str(PRIVATE_PORT + 1),
+            CALLSHIELD_MQTT_TLS_PORT=str(PRIVATE_PORT + 2),
+            CALLSHIELD_MQTT_FRESH="1",
+        )
+    was_running = subprocess.run([script, "status"], check=False, capture_output=True, env=env).returncode == 0
+    if not was_running:
+        subprocess.run([script, "start"], check=True, env=env)
+    try:
+        host, port, broker_pid = broker_settings(env)
+        OUT.mkdir(parents=True, exist_ok=True)
+        workdir = OUT / f"mesh-{time.strftime('%Y%m%d-%H%M%S')}"
+        workdir.mkdir()
+        print(
+            f"bench_mesh: python {platform.python_version()}, {os.cpu_count()} cores, broker {host}:{port} "
+            f"(pid {broker_pid}), load average {os.getloadavg()[0]:.2f}; run directory {workdir}"
+        )
+        run = Run(args, workdir, host, port, broker_pid)
+        for name in args.only.split(","):
+            getattr(run, name.strip())()
+        run.results["args"] = vars(args)
+        (workdir / "results.json").write_text(json.dumps(run.results, indent=1, default=str))
+        for leftover in workdir.glob("*/*.sqlite3*"):
+            leftover.unlink()
+        print_summary(run.results)
+    finally:
+        if not was_running:
+            subprocess.run([script, "stop"], check=False, env=env)
+
+
+def print_summary(results: dict[str, Any]) -> None:
+    print("\n=== results (issue 4 targets) ===")
+    if "latency" in results:
+        r = results["latency"]
+        p99 = r["latency_ms"]["p99"]
+        print(
+            f"propagation at {r['rate']:,.0f}/s: p50 {r['latency_ms']['p50']:.2f} / p95 {r['latency_ms']['p95']:.2f} / "
+            f"p99 {p99:.2f} / max {r['latency_ms']['max']:.1f} ms, lost {r['missing']}: "
+            f"{'MET' if p99 <= 5 and r['missing'] == 0 else 'NOT MET'} (p99 <= 5 ms)"
+        )
+    if "throughput" in results:
+        r = results["throughput"]
+        rate = r["applied"] / r["sent"]["offered_wall"]
+        ok = r["missing"] == 0 and r["applied_twice"] == 0 and r["seq_missing"] == 0
+        met = ok and r["sent"]["offered_rate"] >= 0.99 * 5000 and r.get("applied_rate", 0) >= 0.99 * 5000
+        print(
+            f"throughput: offered {r['sent']['offered_rate']:,.0f}/s for {r['duration']} s, B applied "
+            f"{r['applied']:,} ({r.get('applied_rate', 0):,.0f}/s while arriving; {rate:,.0f}/s over the offered "
+            f"time), lost {r['missing']}, twice {r['applied_twice']}: "
+            f"{'MET' if met else 'NOT MET'} (>= 5,000/s for 60 s, zero loss)"
+        )
+    if "decide" in results:
+        s = results["decide"]["summary"]
+        ratio = s["rate"]["ratio"]
+        print(
+            f"decisions under 1,000 peer verdicts/s: {s['rate']['on']:,.0f} vs {s['rate']['off']:,.0f} decisions/s "
+            f"(x{ratio:.3f}), p99 {s['p99_us']['on']:.1f} vs {s['p99_us']['off']:.1f} us: "
+            f"{'MET' if ratio >= 0.9 else 'NOT MET'} (slowdown <= 10%)"
+        )
+
+
+if __name__ == "__main__":
+    main()
