@@ -3,7 +3,7 @@
 Two callshield nodes in their own processes (no shared GIL or loop), each a real ``Firewall`` on its own
 fresh database with a ``MeshLink`` on uvloop, as ``callshield serve`` runs them: verdicts out through the
 outbox (committed, signed at send time, QoS 1), peer verdicts in through the inbox to
-``Firewall.peer_verdict``, the server's 0.5 s ``flush_async`` on an aiosqlite writer, ``gc.freeze()``
+``Firewall.peer_verdict``, the server's 0.5 s ``flush_async`` on its writer thread, ``gc.freeze()``
 after start-up. They talk only through one Mosquitto (``scripts/mosquitto``, plain listener), on a cluster
 name unique to each scenario: by default a private instance (``.cache/mosquitto-bench``, 127.0.0.1:18840)
 started here and stopped at the end, because test sessions stop the shared test broker (18830) when
@@ -50,6 +50,7 @@ import time
 import uuid
 from array import array
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
@@ -143,16 +144,13 @@ keys = [{{ id = "k1", secret = "{KEY}" }}]
         self.profile: cProfile.Profile | None = None
 
     async def run(self) -> None:
-        import aiosqlite
-
         from callshield import db
 
-        writer = await aiosqlite.connect(self.path, isolation_level=None)
-        for pragma in db.CONNECTION_PRAGMAS:
-            await writer.execute(pragma)
+        writer = db.connect(self.path)  # as callshield serve: one connection, one writer thread
+        write_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="callshield-writer")
         stop = asyncio.Event()
         link_task = asyncio.create_task(self.link.run(stop))
-        flush_task = asyncio.create_task(self._flush_loop(writer))
+        flush_task = asyncio.create_task(self._flush_loop(writer, write_thread))
         async with asyncio.timeout(20):
             await self.link.connected.wait()
         await asyncio.sleep(0.5)  # the receiver's SUBSCRIBE
@@ -184,14 +182,15 @@ keys = [{{ id = "k1", secret = "{KEY}" }}]
         flush_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await flush_task
-        await self.firewall.flush_async(writer)
-        await writer.close()
+        await self.firewall.flush_async(writer, write_thread)
+        write_thread.shutdown(wait=True)
+        writer.close()
         self.firewall.close()
 
-    async def _flush_loop(self, writer: Any) -> None:
+    async def _flush_loop(self, writer: Any, write_thread: ThreadPoolExecutor) -> None:
         while True:
             await asyncio.sleep(float(self.config.storage.flush_interval))
-            await self.firewall.flush_async(writer)
+            await self.firewall.flush_async(writer, write_thread)
 
     def _warm_up(self, callers: int) -> None:
         from callshield.verdict import Call

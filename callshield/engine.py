@@ -9,19 +9,20 @@ Decision precedence (DESIGN.md; the tests hold it to this order):
 
 The core does no I/O of its own on the decision path: reputation reads come from memory (with a
 synchronous SQLite read on a cache miss), and every write is buffered and committed in batches by
-:meth:`Firewall.flush` (synchronous, for the CLI and replays) or :meth:`Firewall.flush_async` (the
+`Firewall.flush` (synchronous, for the CLI and replays) or :meth:`Firewall.flush_async` (the
 server's writer task). Time comes only from the injected clock or the call itself.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 import zlib
 from collections import Counter, OrderedDict
 from collections.abc import Callable
+from concurrent.futures import Executor
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import phonenumbers
@@ -560,20 +561,20 @@ class Firewall:
             self._generation = db.generation(self._conn)
         return len(statements)
 
-    async def flush_async(self, writer: Any, *, snapshot: bool = False) -> int:
-        """Commit buffered writes through an ``aiosqlite`` connection (the server's writer task)."""
+    async def flush_async(
+        self, writer: sqlite3.Connection, executor: Executor | None = None, *, snapshot: bool = False
+    ) -> int:
+        """Commit buffered writes on ``writer`` in ``executor``'s thread (the server's writer).
+
+        The whole transaction (BEGIN, every statement, COMMIT) runs in one hop on that thread and
+        never waits for the event loop, so the write lock is never held across the loop: a
+        synchronous write on the loop (the mesh outbox) waits at most for one batch, not forever.
+        """
         statements = self._take_writes(force_snapshot=snapshot)
         if not statements:
             return 0
         try:
-            await writer.execute("BEGIN IMMEDIATE")
-            try:
-                for sql, params in statements:
-                    await writer.executemany(sql, params)
-            except BaseException:
-                await writer.rollback()
-                raise
-            await writer.commit()
+            await asyncio.get_running_loop().run_in_executor(executor, db.apply, writer, statements)
         except sqlite3.Error as exc:
             self._restore_writes(statements)
             self.counters["flush:failed"] += 1

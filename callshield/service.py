@@ -15,10 +15,9 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-
-import aiosqlite
 
 from callshield import db
 from callshield.agi.server import AgiServer, AgiServerSettings
@@ -128,7 +127,9 @@ class Node:
         self.server = AgiServer(self.firewall, agi_settings(config, host=host, port=port)) if agi else None
         self.ari = AriRunner(self.firewall, *ari) if ari is not None else None
         self.stop = asyncio.Event()
-        self._writer: aiosqlite.Connection | None = None
+        # The writer: its own connection, used only by one thread, one whole transaction per hop.
+        self._writer = db.connect(database)
+        self._write_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="callshield-writer")
         self.mesh: MeshLink | None = None
         if config.mesh.enabled:
             # Its own connection: the outbox commits on the loop, apart from the batches of the writer.
@@ -137,14 +138,11 @@ class Node:
             self.firewall.on_screen_failed = self.mesh.on_screen_failed
 
     async def run(self) -> None:
-        self._writer = await aiosqlite.connect(self.database, isolation_level=None)
-        for pragma in db.CONNECTION_PRAGMAS:
-            await self._writer.execute(pragma)
         if self.server is not None:
             try:
                 await self.server.start()
             except BaseException:
-                await self._writer.close()  # its thread would keep the process alive after the error
+                self._write_thread.shutdown(wait=False)
                 raise
         self._install_signals()
         gc.collect()
@@ -190,16 +188,16 @@ class Node:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await self.firewall.flush_async(self._writer, snapshot=True)
-            await self._writer.close()
+            await self.firewall.flush_async(self._writer, self._write_thread, snapshot=True)
+            self._write_thread.shutdown(wait=True)
+            self._writer.close()
             self.firewall.close()
             log.info("stopped")
 
     async def _flush_loop(self) -> None:
-        assert self._writer is not None
         while True:
             await asyncio.sleep(self.config.storage.flush_interval)
-            await self.firewall.flush_async(self._writer)
+            await self.firewall.flush_async(self._writer, self._write_thread)
 
     async def _maintenance_loop(self) -> None:
         while True:
