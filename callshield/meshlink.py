@@ -320,6 +320,8 @@ class MeshLink:
     async def _session(self, stop: asyncio.Event) -> None:
         status = status_topic(self.cluster, self.node)
         async with self._new_client(aiomqtt.Will(status, b"offline", qos=1, retain=True)) as client:
+            # aiomqtt logs a warning per call beyond 10 unacknowledged: a batch in flight is normal here.
+            client.pending_calls_threshold = 4 * PUBLISH_BATCH
             self._client = client
             self.counters["connects"] += 1
             # Subscribed before anything else: the session then holds the subscription, and the broker
