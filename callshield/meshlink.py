@@ -100,18 +100,9 @@ class MeshLink:
         self._config = config
         self._outbox = outbox
         self.cluster, self.node = config.mesh_identity()
-        keyring = mesh.keyring()
-        self._outbound = Outbound(
-            keyring=keyring,
-            cluster=self.cluster,
-            node=self.node,
-            last_seq=outbox.last_seq(),
-            privacy_key=mesh.privacy_secret(),
-            block_ttl=float(mesh.block_ttl),
-            screen_ttl=float(mesh.screen_ttl),
-        )
+        self._outbound = _outbound(config, last_seq=outbox.last_seq())
         self.inbox = Inbox(
-            keyring=keyring,
+            keyring=mesh.keyring(),
             cluster=self.cluster,
             node=self.node,
             subject_kind=SubjectKind.HASH if mesh.privacy else SubjectKind.E164,
@@ -397,18 +388,8 @@ def enqueue_event(config: Config, outbox: Outbox, *, kind: MessageKind, caller: 
     """A message about an event outside a call (a CLI report, an admin unlist of a number) put
     straight into the outbox, where the running server's link finds and publishes it. Returns its
     sequence number. Raises ValueError for a caller that is not an E.164 number."""
-    mesh = config.mesh
-    cluster, node = config.mesh_identity()
     for _ in range(3):
-        outbound = Outbound(
-            keyring=mesh.keyring(),
-            cluster=cluster,
-            node=node,
-            last_seq=outbox.last_seq(),
-            privacy_key=mesh.privacy_secret(),
-            block_ttl=float(mesh.block_ttl),
-            screen_ttl=float(mesh.screen_ttl),
-        )
+        outbound = _outbound(config, last_seq=outbox.last_seq())
         if kind is MessageKind.REVOKE:
             message = outbound.revoke(caller, now=now)
         else:
@@ -422,6 +403,21 @@ def enqueue_event(config: Config, outbox: Outbox, *, kind: MessageKind, caller: 
         _remember_standing(outbox.connection, [message])
         return seq
     raise StoreError("could not take a mesh sequence number (the outbox is busy)")
+
+
+def _outbound(config: Config, *, last_seq: int) -> Outbound:
+    """This node's message builder and signer, as configured."""
+    mesh = config.mesh
+    cluster, node = config.mesh_identity()
+    return Outbound(
+        keyring=mesh.keyring(),
+        cluster=cluster,
+        node=node,
+        last_seq=last_seq,
+        privacy_key=mesh.privacy_secret(),
+        block_ttl=float(mesh.block_ttl),
+        screen_ttl=float(mesh.screen_ttl),
+    )
 
 
 def _remember_standing(conn: sqlite3.Connection, messages: list[MeshMessage]) -> None:
@@ -446,11 +442,11 @@ def _remember_standing(conn: sqlite3.Connection, messages: list[MeshMessage]) ->
 
 
 def _standing(conn: sqlite3.Connection, now: float) -> list[tuple[str, str, str, str, int, str, float]]:
-    rows = conn.execute(
+    rows: list[tuple[str, str, str, str, int, str, float]] = conn.execute(
         "SELECT subject, subject_kind, kind, action, score, reasons, expires FROM mesh_standing WHERE expires > ?",
         (now,),
     ).fetchall()
-    return [tuple(row) for row in rows]
+    return rows
 
 
 def _reshared(row: tuple[str, str, str, str, int, str, float], *, node: str, now: float) -> MeshMessage:

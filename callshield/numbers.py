@@ -45,7 +45,7 @@ from phonenumbers import NumberParseException, PhoneNumber, PhoneNumberType, Val
 from phonenumbers.phonemetadata import PhoneMetadata
 from phonenumbers.phonenumberutil import _number_type_helper
 
-__all__ = ["Normalizer", "NumberInfo", "NumberKind", "fast_key", "parse_presentation"]
+__all__ = ["PRESENTATION_NAMES", "Normalizer", "NumberInfo", "NumberKind", "fast_key", "parse_presentation"]
 
 _log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ _PRESENTATION_RESTRICTION_MASK: Final = 0x60
 _PRESENTATION_RESTRICTED: Final = 0x20
 _PRESENTATION_UNAVAILABLE: Final = 0x40
 _PRESENTATION_MAX: Final = 0x7F
-_PRESENTATION_NAMES: Final[dict[str, int]] = {
+PRESENTATION_NAMES: Final[dict[str, int]] = {
     "allowed_not_screened": 0,
     "allowed_passed_screen": 1,
     "allowed_failed_screen": 2,
@@ -290,7 +290,7 @@ def parse_presentation(value: str | int | None) -> int | None:
         if text.isascii() and text.isdigit():
             number = int(text)
         else:
-            return _PRESENTATION_NAMES.get(text.lower())
+            return PRESENTATION_NAMES.get(text.lower())
     return number if 0 <= number <= _PRESENTATION_MAX else None
 
 

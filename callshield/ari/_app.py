@@ -76,6 +76,7 @@ from callshield.ari._requests import (
     stop_playback,
 )
 from callshield.config import ScreeningConfig
+from callshield.numbers import PRESENTATION_NAMES
 from callshield.screening import KEYS, Challenge, Finished, Play, challenge_rng
 from callshield.verdict import Action, Call, CallOutcome, ScreenResult, Verdict
 
@@ -100,20 +101,6 @@ INBOX_LIMIT: Final = 64
 """Signals (keys, playback ends) queued per channel; keys beyond it are dropped."""
 RESCUE_ATTEMPTS: Final = 5
 """Tries of the fail-open ``continue`` after a REST failure, with growing pauses."""
-
-# Asterisk's names for caller presentations (CALLERID(pres)) and their numeric values
-# (main/callerid.c, the same numbers as agi_callingpres).
-_PRESENTATIONS: Final = {
-    "allowed_not_screened": 0,
-    "allowed_passed_screen": 1,
-    "allowed_failed_screen": 2,
-    "allowed": 3,
-    "prohib_not_screened": 32,
-    "prohib_passed_screen": 33,
-    "prohib_failed_screen": 34,
-    "prohib": 35,
-    "unavailable": 67,
-}
 
 
 AriEngine = DecisionEngine
@@ -192,7 +179,7 @@ class AriAppStats:
 
 def presentation_from_name(name: str) -> int | None:
     """The numeric presentation of a ``CALLERID(pres)`` value (``prohib_not_screened`` -> 32), else None."""
-    return _PRESENTATIONS.get(name.strip().lower())
+    return PRESENTATION_NAMES.get(name.strip().lower())
 
 
 def call_from_channel(channel: Channel, args: Sequence[str], *, presentation: int | None = None) -> Call:
