@@ -228,6 +228,14 @@ def _print_explanation(data: dict[str, Any]) -> None:
     click.echo(f"now      {now['action']} (score {now['score']}, reason {now['reason']})")
     for d in now["details"]:
         click.echo(f"         {d['points']:+6.1f}  {d['code']:<24} {d['detail']}")
+    model = data.get("model")
+    if model:
+        click.echo(
+            f"model    {model['name']}: probability {model['probability']:.4f} -> score {model['score']} "
+            f"(log-odds {model['margin']:+.2f} = bias {model['bias']:+.2f} + contributions)"
+        )
+        for c in model["contributions"]:
+            click.echo(f"         {c['log_odds']:+6.2f}  {c['feature']:<24} = {c['value']:<10g} {c['description']}")
     for rule in data["rules"]:
         state = "active" if rule["applies_now"] else "not active now"
         click.echo(f"rule     {rule['action']} {rule['pattern']} from {rule['source']} ({state}) {rule['note']}")

@@ -458,6 +458,16 @@ class MeshConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True
         return decode_secret(self.privacy_key)
 
 
+class ModelConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Which scorer turns the feature vector into the risk score."""
+
+    scorer: Literal["rules", "model"] = "rules"
+    """``rules``: the built-in points of ``[scoring]``; ``model``: the learned model plus the rules'
+    points for evidence a model does not read (reports, screenings, peers, bad ranges)."""
+    path: str = ""
+    """Model file (callshield-model JSON); empty: the model shipped with callshield."""
+
+
 class LoggingConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
@@ -479,6 +489,7 @@ class Config(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     numbering: tuple[NumberingConfig, ...] = ()
     rules: tuple[RuleSpec, ...] = ()
     mesh: MeshConfig = MeshConfig()
+    model: ModelConfig = ModelConfig()
     logging: LoggingConfig = LoggingConfig()
 
     def __post_init__(self) -> None:

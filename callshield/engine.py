@@ -35,10 +35,11 @@ from callshield.config import Config, NumberingConfig, ScreeningConfig
 from callshield.features import feature_vector
 from callshield.liststore import ListStore
 from callshield.mesh import subject_for
+from callshield.model import scorer_for
 from callshield.numbers import Normalizer, NumberInfo, NumberKind
 from callshield.patterns import NO_CALLEE, NO_PATTERN, PatternTracker
 from callshield.peers import NO_PEERS, PeerKind, PeerLedger, PeerView
-from callshield.policy import ExpertScorer, Scorer, action_for
+from callshield.policy import Scorer, action_for
 from callshield.reputation import UNKNOWN_VIEW, EvidenceKind, ReputationStore
 from callshield.rules import Pattern, Rule, RuleAction, RuleSet, parse_pattern
 from callshield.verdict import Action, Call, CallOutcome, Mode, Reason, ScreenResult, Verdict
@@ -157,6 +158,11 @@ class Firewall:
         return screening if screening.in_session else None
 
     @property
+    def scorer(self) -> Scorer:
+        """The scorer in use (the rules' points, or the learned model: ``[model]``)."""
+        return self._scorer
+
+    @property
     def clock(self) -> Clock:
         return self._clock
 
@@ -167,7 +173,7 @@ class Firewall:
     def apply_config(self, config: Config) -> None:
         """Take a new configuration (SIGHUP). Storage settings apply at the next start only."""
         self._config = config
-        self._scorer: Scorer = self._custom_scorer or ExpertScorer(config.scoring, config.patterns, config.reputation)
+        self._scorer: Scorer = self._custom_scorer or scorer_for(config)
         self._critical: tuple[Pattern, ...] = tuple(parse_pattern(p) for p in config.safety.critical)
         self._trunks: dict[str, NumberingConfig] = {n.trunk: n for n in config.numbering if n.trunk}
         self._did_overrides = tuple((parse_pattern(n.did), n) for n in config.numbering if n.did)

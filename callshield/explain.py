@@ -8,6 +8,7 @@ from msgspec.structs import asdict as struct_asdict
 
 from callshield.engine import Firewall
 from callshield.features import as_dict
+from callshield.model import FEATURE_DESCRIPTIONS, ModelScorer
 from callshield.verdict import Call, Verdict
 
 
@@ -24,6 +25,31 @@ def verdict_summary(verdict: Verdict) -> dict[str, Any]:
     }
 
 
+def model_explanation(scorer: ModelScorer, features: tuple[float, ...], *, top: int = 8) -> dict[str, Any]:
+    """The learned model's view of one feature vector: probability and its strongest contributions."""
+    bias, contributions = scorer.contributions(features)
+    values = as_dict(features)
+    ranked = sorted(contributions.items(), key=lambda item: -abs(item[1]))[:top]
+    probability = scorer.probability(features)
+    return {
+        "name": scorer.name,
+        "source": scorer.source,
+        "probability": round(probability, 6),
+        "score": scorer.score_of(probability),
+        "margin": round(scorer.margin(features), 4),
+        "bias": round(bias, 4),
+        "contributions": [
+            {
+                "feature": name,
+                "value": round(values[name], 4),
+                "log_odds": round(value, 4),
+                "description": FEATURE_DESCRIPTIONS[name],
+            }
+            for name, value in ranked
+        ],
+    }
+
+
 def explain(
     firewall: Firewall, raw: str, *, callee: str = "", trunk: str = "", limit: int = 20, all_since: float | None = None
 ) -> dict[str, Any]:
@@ -37,6 +63,8 @@ def explain(
         "now": verdict_summary(verdict),
         "features": as_dict(verdict.features),
     }
+    if isinstance(firewall.scorer, ModelScorer):
+        out["model"] = model_explanation(firewall.scorer, verdict.features)
     rules = []
     for rule in firewall.rules.candidates(caller):
         applies = rule.applies(callee=callee_info.e164 if callee_info else None, tenant=tenant, when=now)
