@@ -649,3 +649,8 @@ def main() -> None:
         _fail(f"database error: {exc}", EXIT_DATABASE)
     except BrokenPipeError:
         sys.exit(0)
+
+
+from callshield.model._cli import train_command  # noqa: E402 - registered after the group is built
+
+cli.add_command(train_command)

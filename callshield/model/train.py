@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,7 +166,7 @@ def fit_candidates(
     out = []
     for kind in kinds:
         margin_fit = _fit_linear if kind == "linear" else _fit_trees
-        section, margins = margin_fit(x[fit_mask], y[fit_mask], x, seed=seed)
+        section, margins, single_row = margin_fit(x[fit_mask], y[fit_mask], x, seed=seed)
         calibration = sigmoid_calibration(margins[held_mask], y[held_mask])
         probability = _calibrated(margins, calibration)
         screen_p, block_p = thresholds(probability[held_mask], y[held_mask], budgets)
@@ -189,8 +190,10 @@ def fit_candidates(
             },
             **section,
         )
-        _check_export(model, data.features, margins)
+        compiled_us = _check_export(model, data.features, margins)
         metrics = held_out_metrics(probability[held_mask], data, held_mask, screen_p, block_p)
+        metrics["sklearn_predict_proba_us"] = single_row
+        metrics["compiled_score_us"] = compiled_us
         out.append(Candidate(name=kind, model=model, metrics=metrics))
     return out
 
@@ -230,7 +233,7 @@ def _log1p_flags(x: NDArray[np.float64]) -> list[bool]:
 
 def _fit_linear(
     x: NDArray[np.float64], y: NDArray[np.int_], every: NDArray[np.float64], *, seed: int
-) -> tuple[dict[str, Any], NDArray[np.float64]]:
+) -> tuple[dict[str, Any], NDArray[np.float64], float]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -246,19 +249,21 @@ def _fit_linear(
     scaler = StandardScaler().fit(transform(x))
     logistic = LogisticRegression(C=1.0, max_iter=2000, random_state=seed).fit(scaler.transform(transform(x)), y)
     margins = logistic.decision_function(scaler.transform(transform(every)))
-    return {"linear": linear_from_sklearn(scaler, logistic, flags)}, np.asarray(margins, dtype=np.float64)
+    cost = _single_row_cost(lambda row: logistic.predict_proba(scaler.transform(transform(row))), every)
+    return {"linear": linear_from_sklearn(scaler, logistic, flags)}, np.asarray(margins, dtype=np.float64), cost
 
 
 def _fit_trees(
     x: NDArray[np.float64], y: NDArray[np.int_], every: NDArray[np.float64], *, seed: int
-) -> tuple[dict[str, Any], NDArray[np.float64]]:
+) -> tuple[dict[str, Any], NDArray[np.float64], float]:
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     model = HistGradientBoostingClassifier(
         max_iter=150, max_depth=5, learning_rate=0.1, l2_regularization=1.0, early_stopping=False, random_state=seed
     ).fit(x, y)
     margins = model.decision_function(every)
-    return {"trees": trees_from_sklearn(model)}, np.asarray(margins, dtype=np.float64)
+    cost = _single_row_cost(model.predict_proba, every)
+    return {"trees": trees_from_sklearn(model)}, np.asarray(margins, dtype=np.float64), cost
 
 
 def choose(candidates: Sequence[Candidate]) -> Candidate:
@@ -274,10 +279,24 @@ def save(candidate: Candidate, path: Path) -> None:
     path.write_bytes(dump(candidate.model))
 
 
-def _check_export(model: ModelFile, features: NDArray[np.float64], margins: NDArray[np.float64]) -> None:
-    """The saved file must reproduce the fitted estimator (checked on up to 2,000 calls)."""
+def _check_export(model: ModelFile, features: NDArray[np.float64], margins: NDArray[np.float64]) -> float:
+    """The saved file must reproduce the fitted estimator (checked on up to 2,000 calls); returns the
+    compiled ``score()``'s cost per call in µs on those calls."""
     scorer = ModelScorer(parse(dump(model)))
-    rows = range(0, len(features), max(1, len(features) // 2000))
-    worst = max((abs(scorer.margin(tuple(features[i].tolist())) - margins[i]) for i in rows), default=0.0)
+    picked = range(0, len(features), max(1, len(features) // 2000))
+    rows = [tuple(features[i].tolist()) for i in picked]
+    worst = max((abs(scorer.margin(row) - margins[i]) for row, i in zip(rows, picked, strict=True)), default=0.0)
     if worst > 1e-6:
         raise RuntimeError(f"exported {model.name} differs from the fitted model by {worst:g} log-odds")
+    start = time.perf_counter()
+    for row in rows:
+        scorer.score(row)
+    return (time.perf_counter() - start) / max(1, len(rows)) * 1e6
+
+
+def _single_row_cost(predict_proba: Any, x: NDArray[np.float64], rows: int = 200) -> float:
+    """scikit-learn's ``predict_proba`` on one row at a time, µs per call (what the compiled form avoids)."""
+    start = time.perf_counter()
+    for i in range(min(rows, len(x))):
+        predict_proba(x[i : i + 1])
+    return (time.perf_counter() - start) / max(1, min(rows, len(x))) * 1e6
