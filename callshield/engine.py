@@ -40,6 +40,7 @@ from callshield.numbers import Normalizer, NumberInfo, NumberKind
 from callshield.patterns import NO_CALLEE, NO_PATTERN, PatternTracker
 from callshield.peers import NO_PEERS, PeerKind, PeerLedger, PeerView
 from callshield.policy import Scorer, action_for
+from callshield.ranges import NO_RANGE, RangeTracker
 from callshield.reputation import UNKNOWN_VIEW, EvidenceKind, ReputationStore
 from callshield.rules import Pattern, Rule, RuleAction, RuleSet, parse_pattern
 from callshield.verdict import Action, Call, CallOutcome, Mode, Reason, ScreenResult, Verdict
@@ -105,6 +106,7 @@ class Firewall:
             open_call=config.patterns.open_call,
         )
         self.patterns.restore(conn, now)
+        self.ranges = RangeTracker(window=config.patterns.window)
         self.peers = PeerLedger(half_life=config.reputation.half_life)  # trust: apply_config
         self.on_shared: Callable[[Verdict], None] | None = None
         """Called with every recorded block or screen verdict (the mesh link shares them)."""
@@ -223,9 +225,12 @@ class Firewall:
                     reputation = _replace(reputation, peer_bad=reputation.peer_bad + peer.weight)
             callee_key = callee.key if callee is not None and callee.key is not None else _text_key(callee_label)
             pattern = self.patterns.observe(key, callee_key, now, commit=record)
+            ranges = self.ranges.observe(key, now, new=not reputation.known, commit=record)
         else:
-            reputation, pattern = UNKNOWN_VIEW, NO_PATTERN
-        features = feature_vector(caller, callee, reputation, pattern, now, home_country=self._home_country)
+            reputation, pattern, ranges = UNKNOWN_VIEW, NO_PATTERN, NO_RANGE
+        features = feature_vector(
+            caller, callee, reputation, pattern, now, home_country=self._home_country, ranges=ranges
+        )
         score, findings = self._scorer.score(features)
         decided, score, reasons, cause = self._precedence(
             call, caller, callee, callee_label, tenant, now, score, findings, peer
@@ -411,6 +416,7 @@ class Firewall:
         answered = outcome.answered
         short = not answered or billsec < rep.short_call
         self.patterns.ended(key, ended_at, answered=answered, short=short)
+        self.ranges.ended(key, ended_at, short=short)
         if answered and billsec >= rep.long_call:
             self.store.add_evidence(key, EvidenceKind.LEGIT_CALL, ended_at)
         elif short:

@@ -1,8 +1,10 @@
 """The feature vector: one definition, used live by the engine and offline by replay and training.
 
 Every decision computes the same tuple of floats, in the order of :data:`FEATURE_NAMES`, from the
-caller's number facts, its reputation and its dialing pattern; the audit log stores it, so a model
-trained on audited or replayed traffic sees exactly what the live engine saw (no train/serve skew).
+caller's number facts, its reputation, its dialing pattern and its number range's recent activity;
+the audit log stores it, so a model trained on audited or replayed traffic sees exactly what the
+live engine saw (no train/serve skew). New features are only ever appended (stored vectors of
+older versions are a prefix).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Final
 
 from callshield.numbers import NumberInfo, NumberKind
 from callshield.patterns import PatternFeatures
+from callshield.ranges import NO_RANGE, RangeFeatures
 from callshield.reputation import ReputationView
 
 FEATURE_NAMES: Final[tuple[str, ...]] = (
@@ -47,6 +50,10 @@ FEATURE_NAMES: Final[tuple[str, ...]] = (
     "ended",
     "answer_ratio",
     "short_ratio",
+    "range_callers",
+    "range_new",
+    "range_ended",
+    "range_short_ratio",
 )
 F: Final[dict[str, int]] = {name: index for index, name in enumerate(FEATURE_NAMES)}
 """Index of each feature by name."""
@@ -66,6 +73,7 @@ def feature_vector(
     now: float,
     *,
     home_country: int,
+    ranges: RangeFeatures = NO_RANGE,
 ) -> tuple[float, ...]:
     """The features of one call, in :data:`FEATURE_NAMES` order."""
     kind = caller.kind
@@ -107,6 +115,10 @@ def feature_vector(
         float(ended),
         pattern.answered / ended if ended else 0.0,
         pattern.short / ended if ended else 0.0,
+        float(ranges.callers),
+        float(ranges.new),
+        float(ranges.ended),
+        ranges.short / ranges.ended if ranges.ended else 0.0,
     )
 
 

@@ -87,6 +87,10 @@ FEATURE_DESCRIPTIONS: dict[str, str] = {
     "ended": "recent calls ended",
     "answer_ratio": "share of recent calls answered",
     "short_ratio": "share of recent calls short or unanswered",
+    "range_callers": "other callers from the same number range (/10,000) in the window",
+    "range_new": "new numbers among them",
+    "range_ended": "ended calls from the range in the window",
+    "range_short_ratio": "share of the range's ended calls short or unanswered",
 }
 
 
