@@ -641,3 +641,8 @@ def main() -> None:
         _fail(f"database error: {exc}", EXIT_DATABASE)
     except BrokenPipeError:
         sys.exit(0)
+
+
+from callshield.simulate._cli import simulate_command  # noqa: E402 - registered last, see callshield/simulate
+
+cli.add_command(simulate_command)
