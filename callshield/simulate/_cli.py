@@ -111,9 +111,7 @@ def simulate_command(
         pool = sim.synthetic_pool()
     else:
         folder = ftc_dir if ftc_dir is not None else _default_ftc_dir()
-        pool = sim.load_pool(folder)
-        if pool.source != "ftc":
-            click.echo(f"callshield: warning: no FTC complaint file in {folder}: synthetic caller pool", err=True)
+        pool = sim.load_pool(folder, warn=lambda message: click.echo(f"callshield: warning: {message}", err=True))
     pool_seconds = time.perf_counter() - began
     options = sim.SimulationOptions(
         seed=seed, hours=hours, start=start, dids=dids, mix=mix, scale=scale, timezone=timezone

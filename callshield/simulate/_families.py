@@ -92,6 +92,22 @@ class Context:
         base = float(self.params[key])
         return max(1, round(base * self.volume)) if base > 0 and self.volume > 0 else 0
 
+    def campaigns(self) -> tuple[int, float]:
+        """(number of campaigns, intensity): ``campaigns * volume`` rounded, at least 1; the intensity
+        multiplies each campaign's own rate so that the family's total still scales with volume."""
+        wanted = float(self.params["campaigns"]) * self.volume
+        if wanted <= 0:
+            return 0, 0.0
+        count = max(1, round(wanted))
+        return count, wanted / count
+
+    def window_calls(self, intensity: float, window: tuple[int, int]) -> int:
+        """A Poisson number of calls of one campaign active in ``window`` (whole hours)."""
+        start = self.timeline.start
+        hours = ((window[0] - start) // 3600, (window[1] - start) // 3600)
+        expected = float(self.params["calls_per_hour"]) * intensity * self.timeline.expected_hours(self.profile, hours)
+        return poisson(self.rng, expected)
+
     def n_calls(self, per_hour: float, profile: str | None = None) -> int:
         """A Poisson number of calls at ``per_hour`` (already scaled) over the window."""
         return poisson(self.rng, per_hour * self.timeline.expected_hours(profile or self.profile))
@@ -349,12 +365,12 @@ def local_exchange(ctx: Context) -> None:
 def robocall(ctx: Context) -> None:
     """Random-dial robocalls: each campaign rotates over a set of FTC-reported numbers, dials DIDs at random."""
     rng = ctx.rng
-    for index in range(ctx.count("campaigns")):
+    campaigns, intensity = ctx.campaigns()
+    for index in range(campaigns):
         numbers = [f"+1{ctx.pool.draw(rng)}" for _ in range(max(1, int(ctx.num("numbers_per_campaign"))))]
         window = ctx.active_window()
-        share = (window[1] - window[0]) / max(1, ctx.timeline.end - ctx.timeline.start)
         name = rng.choice(_SCAM_NAMES)
-        for _ in range(poisson(rng, ctx.num("calls_per_hour") * ctx.timeline.expected_hours(ctx.profile) * share)):
+        for _ in range(ctx.window_calls(intensity, window)):
             ctx.emit(ctx.when(window), ctx.random_did(), rng.choice(numbers), name, f"robocall-{index}")
 
 
@@ -366,7 +382,8 @@ def sweep(ctx: Context) -> None:
     span_numbers = max(1, int(ctx.num("range_blocks"))) * 100
     rotate_every = max(1, int(ctx.num("rotate_every")))
     nationals = [did.national for did in ctx.dids]
-    for index in range(ctx.count("campaigns")):
+    campaigns, _ = ctx.campaigns()
+    for index in range(campaigns):
         numbers = [f"+1{ctx.pool.draw(rng)}" for _ in range(max(1, int(ctx.num("numbers_per_campaign"))))]
         start = ctx.when()
         dialled = 0
@@ -387,10 +404,10 @@ def neighbour_spoof(ctx: Context) -> None:
     area code, with the caller/victim area-code pairs of the FTC complaints)."""
     rng = ctx.rng
     same_exchange = ctx.num("same_exchange")
-    for index in range(ctx.count("campaigns")):
+    campaigns, intensity = ctx.campaigns()
+    for index in range(campaigns):
         window = ctx.active_window()
-        share = (window[1] - window[0]) / max(1, ctx.timeline.end - ctx.timeline.start)
-        for _ in range(poisson(rng, ctx.num("calls_per_hour") * ctx.timeline.expected_hours(ctx.profile) * share)):
+        for _ in range(ctx.window_calls(intensity, window)):
             did = ctx.random_did()
             if rng.random() < same_exchange:
                 number = ctx.numbers.spoof_in_exchange(did.national // 10_000)
@@ -406,14 +423,14 @@ def snowshoe(ctx: Context) -> None:
     rng = ctx.rng
     max_calls = max(1, int(ctx.num("max_calls_per_number")))
     size = max(1, int(ctx.num("numbers_per_campaign")))
-    for index in range(ctx.count("campaigns")):
+    campaigns, intensity = ctx.campaigns()
+    for index in range(campaigns):
         supply = _pool_runs(ctx, size * 4)
         active = [supply.popleft() for _ in range(min(size, len(supply)))]
         uses = dict.fromkeys(active, 0)
         window = ctx.active_window()
-        share = (window[1] - window[0]) / max(1, ctx.timeline.end - ctx.timeline.start)
         name = rng.choice(_SCAM_NAMES)
-        for _ in range(poisson(rng, ctx.num("calls_per_hour") * ctx.timeline.expected_hours(ctx.profile) * share)):
+        for _ in range(ctx.window_calls(intensity, window)):
             slot = rng.randrange(len(active))
             number = active[slot]
             ctx.emit(ctx.when(window), ctx.random_did(), number, name, f"snowshoe-{index}")
@@ -440,21 +457,24 @@ def wangiri(ctx: Context) -> None:
     hanging up before anyone can answer, so the callee calls back at premium rates."""
     rng = ctx.rng
     sources: list[str | int] = [*PREMIUM_REGIONS, *PREMIUM_NON_GEO]
-    for index in range(ctx.count("campaigns")):
+    campaigns, intensity = ctx.campaigns()
+    for index in range(campaigns):
         source = rng.choice(sources)
         numbers = [ctx.numbers.premium(source) for _ in range(max(1, int(ctx.num("numbers_per_campaign"))))]
         length = min(max(60, int(ctx.num("burst_hours") * 3600)), ctx.timeline.end - ctx.timeline.start)
         start = ctx.when((ctx.timeline.start, ctx.timeline.end - length // 3600 * 3600))
-        for _ in range(int(ctx.num("calls_per_burst"))):
+        for _ in range(round(ctx.num("calls_per_burst") * intensity)):
             ctx.emit(start + rng.randrange(length), ctx.random_did(), rng.choice(numbers), "", f"wangiri-{index}")
 
 
 def telemarketer(ctx: Context) -> None:
     """Persistent telemarketers: one or two numbers calling the same list of DIDs again and again."""
     rng = ctx.rng
-    for index in range(ctx.count("campaigns")):
+    campaigns, intensity = ctx.campaigns()
+    for index in range(campaigns):
         numbers = [f"+1{ctx.pool.draw(rng)}" for _ in range(max(1, int(ctx.num("numbers_per_campaign"))))]
-        targets = rng.sample(list(ctx.dids), min(len(ctx.dids), max(1, int(ctx.num("targets_per_campaign")))))
+        wanted = max(1, round(ctx.num("targets_per_campaign") * intensity))
+        targets = rng.sample(list(ctx.dids), min(len(ctx.dids), wanted))
         name = rng.choice(_SCAM_NAMES)
         attempts = ctx.num("attempts_per_target") * ctx.timeline.hours / 24
         for did in targets:
@@ -468,11 +488,11 @@ def spoofed_business(ctx: Context) -> None:
     rng = ctx.rng
     if not ctx.businesses:  # the business family is disabled: borrow a plausible business number
         ctx.businesses.append(Business("business-external", ctx.numbers.toll_free(), "CUSTOMER SVC"))
-    for index in range(ctx.count("campaigns")):
+    campaigns, intensity = ctx.campaigns()
+    for index in range(campaigns):
         victim = rng.choice(ctx.businesses)
         window = ctx.active_window()
-        share = (window[1] - window[0]) / max(1, ctx.timeline.end - ctx.timeline.start)
-        for _ in range(poisson(rng, ctx.num("calls_per_hour") * ctx.timeline.expected_hours(ctx.profile) * share)):
+        for _ in range(ctx.window_calls(intensity, window)):
             ctx.emit(ctx.when(window), ctx.random_did(), victim.number, victim.name, f"spoofed-business-{index}")
 
 
@@ -481,12 +501,13 @@ def slow(ctx: Context) -> None:
     single number trips a simple per-number rate limit."""
     rng = ctx.rng
     gap = ctx.num("min_gap_per_number")
-    for index in range(ctx.count("campaigns")):
+    campaigns, intensity = ctx.campaigns()
+    for index in range(campaigns):
         numbers = deque((f"+1{ctx.pool.draw(rng)}", -math.inf) for _ in range(int(ctx.num("numbers_per_campaign"))))
         if not numbers:
             continue
         name = rng.choice(_SCAM_NAMES)
-        times = sorted(ctx.when() for _ in range(ctx.n_calls(ctx.num("calls_per_hour"))))
+        times = sorted(ctx.when() for _ in range(ctx.n_calls(ctx.num("calls_per_hour") * intensity)))
         for start in times:
             number, last = numbers[0]
             if start - last < gap:

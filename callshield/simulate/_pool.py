@@ -21,6 +21,7 @@ import random
 import tempfile
 from array import array
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -78,14 +79,18 @@ class NumberPool:
         return same / total if total else 0.0
 
 
-def load_pool(ftc_dir: Path | None, *, cache_dir: Path | None = None) -> NumberPool:
-    """The FTC pool from ``ftc_dir`` (cached), or the synthetic pool with a warning when it is absent."""
+def load_pool(
+    ftc_dir: Path | None, *, cache_dir: Path | None = None, warn: Callable[[str], None] | None = None
+) -> NumberPool:
+    """The FTC pool from ``ftc_dir`` (cached), or the synthetic pool when it is absent: then a warning
+    goes to ``warn`` (default: this module's logger)."""
     source = _find_ftc_file(ftc_dir)
     if source is None:
-        _log.warning(
-            "FTC complaint data not found (%s): using a synthetic pool of abusive caller numbers",
-            ftc_dir if ftc_dir is not None else "no directory given",
+        message = (
+            f"FTC complaint data not found in {ftc_dir if ftc_dir is not None else '(no folder given)'}: "
+            "using a synthetic pool of abusive caller numbers"
         )
+        (warn or _log.warning)(message)
         return synthetic_pool()
     stat = source.stat()
     cache_root = cache_dir if cache_dir is not None else _default_cache_dir()

@@ -70,9 +70,14 @@ class Timeline:
             self._local.append((local.hour, local.weekday() >= 5))
         self._profiles: dict[str, _Cumulative] = {}
 
-    def expected_hours(self, profile: str) -> float:
-        """The window's length in 'average hours' of ``profile`` (sum of its normalised weights)."""
-        return self._profile(profile).cumulative[-1] if self.hours else 0.0
+    def expected_hours(self, profile: str, hours: tuple[int, int] | None = None) -> float:
+        """The window's length (or that of its hours ``hours[0] <= index < hours[1]``) in 'average
+        hours' of ``profile``: the sum of its normalised weights."""
+        cumulative = self._profile(profile).cumulative
+        low, high = (0, self.hours) if hours is None else (max(0, hours[0]), min(self.hours, hours[1]))
+        if high <= low:
+            return 0.0
+        return cumulative[high - 1] - (cumulative[low - 1] if low > 0 else 0.0)
 
     def weight(self, profile: str, when: int) -> float:
         """The normalised weight of ``profile`` at the hour containing ``when`` (0 outside the window)."""
