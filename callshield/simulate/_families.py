@@ -19,7 +19,7 @@ from callshield.simulate._call import BUSY, NO_ANSWER, Outcome, SimCall
 from callshield.simulate._mix import Value
 from callshield.simulate._pool import NumberPool
 from callshield.simulate._time import Timeline
-from callshield.simulate._world import FAMILY_REGIONS, PREMIUM_NON_GEO, PREMIUM_REGIONS, Did, Numbers
+from callshield.simulate._world import FAMILY_REGIONS, PREMIUM_NON_GEO, PREMIUM_REGIONS, Did, Numbers, choice
 
 __all__ = ["FAMILY_FUNCTIONS", "Business", "Context"]
 
@@ -80,9 +80,12 @@ class Context:
     businesses: list[Business]
     calls: list[SimCall] = field(default_factory=list)
     outcome: Outcome = field(init=False)
+    profile: str = field(init=False)
+    """The family's diurnal profile (see _time.py)."""
 
     def __post_init__(self) -> None:
         self.outcome = Outcome.from_params(self.params)
+        self.profile = str(self.params["profile"])
 
     def num(self, key: str) -> float:
         return float(self.params[key])
@@ -111,10 +114,6 @@ class Context:
     def n_calls(self, per_hour: float, profile: str | None = None) -> int:
         """A Poisson number of calls at ``per_hour`` (already scaled) over the window."""
         return poisson(self.rng, per_hour * self.timeline.expected_hours(profile or self.profile))
-
-    @property
-    def profile(self) -> str:
-        return str(self.params["profile"])
 
     def when(self, window: tuple[int, int] | None = None) -> int:
         """A start time drawn from the family's profile, inside ``window`` (whole hours) when given."""
@@ -153,7 +152,7 @@ class Context:
         elif caller is None:
             raise ValueError("a call needs a caller number or a presentation")
         elif self.rng.random() < _JUNK_SHARE:
-            src, form = self.rng.choice(_JUNK), "junk"
+            src, form = choice(self.rng, _JUNK), "junk"
         else:
             src, form = did.trunk.deliver(self.rng, caller)
         call = SimCall(
@@ -197,9 +196,9 @@ def _person_name(rng: random.Random, wireless: float, *, home: bool = True) -> s
     if u < wireless:
         return WIRELESS
     if u < wireless + (1 - wireless) * 0.5:
-        return f"{rng.choice(_SURNAMES)} {rng.choice(_GIVEN)}"[:15]
+        return f"{choice(rng, _SURNAMES)} {choice(rng, _GIVEN)}"[:15]
     if u < wireless + (1 - wireless) * 0.8:
-        return rng.choice(_CITIES if home else _OTHER_CITIES)
+        return choice(rng, _CITIES if home else _OTHER_CITIES)
     return ""
 
 
@@ -220,7 +219,7 @@ def personal(ctx: Context) -> None:
     weights = _weighted(rng, len(callers))
     for _ in range(ctx.n_calls(ctx.num("calls_per_hour") * ctx.volume)):
         campaign, number, name, callees = callers[_pick(rng, weights)]
-        ctx.emit(ctx.when(), rng.choice(callees), number, name, campaign)
+        ctx.emit(ctx.when(), choice(rng, callees), number, name, campaign)
 
 
 def repeat(ctx: Context) -> None:
@@ -261,7 +260,7 @@ def business(ctx: Context) -> None:
     weights = _weighted(rng, len(actors), 0.8)
     for _ in range(ctx.n_calls(ctx.num("calls_per_hour") * ctx.volume)):
         campaign, number, name, customers = actors[_pick(rng, weights)]
-        ctx.emit(ctx.when(), rng.choice(customers), number, name, campaign)
+        ctx.emit(ctx.when(), choice(rng, customers), number, name, campaign)
 
 
 def callback(ctx: Context) -> None:
@@ -272,7 +271,7 @@ def callback(ctx: Context) -> None:
     for index in range(ctx.n_calls(ctx.num("calls_per_hour") * ctx.volume)):
         toll_free = rng.random() < ctx.num("toll_free_share")
         number = ctx.numbers.toll_free() if toll_free else ctx.numbers.nanp(home=rng.random() < 0.6)
-        name = rng.choice(_BUSINESS_NAMES) if toll_free else _person_name(rng, 0.4)
+        name = choice(rng, _BUSINESS_NAMES) if toll_free else _person_name(rng, 0.4)
         outbound = ctx.when()  # the callee's outbound call (not in the CDR)
         start = outbound + int(rng.lognormvariate(delay_mu, delay_sigma))
         ctx.emit(start, ctx.random_did(), number, name, f"callback-{index}")
@@ -302,7 +301,7 @@ def burst(ctx: Context) -> None:
         for caller_index in range(ctx.count("callers_per_burst")):
             when = start + int(rng.triangular(0, minutes * 60, minutes * 12))
             number = ctx.numbers.nanp(home=rng.random() < 0.95)
-            ctx.emit(when, rng.choice(targets), number, _person_name(rng, 0.5), f"burst-{burst_index}-{caller_index}")
+            ctx.emit(when, choice(rng, targets), number, _person_name(rng, 0.5), f"burst-{burst_index}-{caller_index}")
 
 
 def international(ctx: Context) -> None:
@@ -310,16 +309,16 @@ def international(ctx: Context) -> None:
     rng = ctx.rng
     callers = []
     for index in range(ctx.count("callers")):
-        region = rng.choice(FAMILY_REGIONS)
+        region = choice(rng, FAMILY_REGIONS)
         callees = [ctx.random_did() for _ in range(rng.randint(1, 2))]
-        name = rng.choice(("", "", "INTERNATIONAL", "UNKNOWN NAME"))
+        name = choice(rng, ("", "", "INTERNATIONAL", "UNKNOWN NAME"))
         callers.append((f"international-{index}", ctx.numbers.international(region), name, callees))
     if not callers:
         return
     weights = _weighted(rng, len(callers))
     for _ in range(ctx.n_calls(ctx.num("calls_per_hour") * ctx.volume)):
         campaign, number, name, callees = callers[_pick(rng, weights)]
-        ctx.emit(ctx.when(), rng.choice(callees), number, name, campaign)
+        ctx.emit(ctx.when(), choice(rng, callees), number, name, campaign)
 
 
 def withheld(ctx: Context) -> None:
@@ -336,7 +335,7 @@ def withheld(ctx: Context) -> None:
     weights = _weighted(rng, len(callers))
     for _ in range(ctx.n_calls(ctx.num("calls_per_hour") * ctx.volume)):
         campaign, number, form, callees = callers[_pick(rng, weights)]
-        ctx.emit(ctx.when(), rng.choice(callees), number, form[1], campaign, presentation=form)
+        ctx.emit(ctx.when(), choice(rng, callees), number, form[1], campaign, presentation=form)
 
 
 def local_exchange(ctx: Context) -> None:
@@ -348,15 +347,15 @@ def local_exchange(ctx: Context) -> None:
     exchanges = sorted(by_exchange)
     callers = []
     for index in range(ctx.count("callers")):
-        exchange = rng.choice(exchanges)
-        callees = [rng.choice(by_exchange[exchange]) for _ in range(rng.randint(1, 2))]
+        exchange = choice(rng, exchanges)
+        callees = [choice(rng, by_exchange[exchange]) for _ in range(rng.randint(1, 2))]
         callers.append((f"local-exchange-{index}", ctx.numbers.in_exchange(exchange), _person_name(rng, 0.3), callees))
     if not callers:
         return
     weights = _weighted(rng, len(callers))
     for _ in range(ctx.n_calls(ctx.num("calls_per_hour") * ctx.volume)):
         campaign, number, name, callees = callers[_pick(rng, weights)]
-        ctx.emit(ctx.when(), rng.choice(callees), number, name, campaign)
+        ctx.emit(ctx.when(), choice(rng, callees), number, name, campaign)
 
 
 # --- abusive families --------------------------------------------------------------------------------
@@ -367,11 +366,11 @@ def robocall(ctx: Context) -> None:
     rng = ctx.rng
     campaigns, intensity = ctx.campaigns()
     for index in range(campaigns):
-        numbers = [f"+1{ctx.pool.draw(rng)}" for _ in range(max(1, int(ctx.num("numbers_per_campaign"))))]
+        numbers = ctx.numbers.from_pool(max(1, int(ctx.num("numbers_per_campaign"))))
         window = ctx.active_window()
-        name = rng.choice(_SCAM_NAMES)
+        name = choice(rng, _SCAM_NAMES)
         for _ in range(ctx.window_calls(intensity, window)):
-            ctx.emit(ctx.when(window), ctx.random_did(), rng.choice(numbers), name, f"robocall-{index}")
+            ctx.emit(ctx.when(window), ctx.random_did(), choice(rng, numbers), name, f"robocall-{index}")
 
 
 def sweep(ctx: Context) -> None:
@@ -384,11 +383,11 @@ def sweep(ctx: Context) -> None:
     nationals = [did.national for did in ctx.dids]
     campaigns, _ = ctx.campaigns()
     for index in range(campaigns):
-        numbers = [f"+1{ctx.pool.draw(rng)}" for _ in range(max(1, int(ctx.num("numbers_per_campaign"))))]
+        numbers = ctx.numbers.from_pool(max(1, int(ctx.num("numbers_per_campaign"))))
         start = ctx.when()
         dialled = 0
         for _ in range(max(1, int(ctx.num("runs_per_campaign")))):
-            first = (rng.choice(nationals) // 100 - rng.randrange(3)) * 100
+            first = (choice(rng, nationals) // 100 - rng.randrange(3)) * 100
             low = bisect.bisect_left(nationals, first)
             high = bisect.bisect_left(nationals, first + span_numbers)
             for did in ctx.dids[low:high]:
@@ -413,7 +412,7 @@ def neighbour_spoof(ctx: Context) -> None:
                 number = ctx.numbers.spoof_in_exchange(did.national // 10_000)
             else:
                 number = ctx.numbers.spoof_in_npa(ctx.pool.caller_npa(rng, did.national // 10**7))
-            name = rng.choice(("", "", WIRELESS, rng.choice(_CITIES)))
+            name = choice(rng, ("", "", WIRELESS, choice(rng, _CITIES)))
             ctx.emit(ctx.when(window), did, number, name, f"neighbour-spoof-{index}")
 
 
@@ -427,9 +426,11 @@ def snowshoe(ctx: Context) -> None:
     for index in range(campaigns):
         supply = _pool_runs(ctx, size * 4)
         active = [supply.popleft() for _ in range(min(size, len(supply)))]
+        if not active:
+            continue
         uses = dict.fromkeys(active, 0)
         window = ctx.active_window()
-        name = rng.choice(_SCAM_NAMES)
+        name = choice(rng, _SCAM_NAMES)
         for _ in range(ctx.window_calls(intensity, window)):
             slot = rng.randrange(len(active))
             number = active[slot]
@@ -438,17 +439,21 @@ def snowshoe(ctx: Context) -> None:
             if uses[number] >= max_calls:
                 if not supply:
                     supply.extend(_pool_runs(ctx, size))
-                active[slot] = supply.popleft()
-                uses.setdefault(active[slot], 0)
+                if supply:
+                    active[slot] = supply.popleft()
+                    uses.setdefault(active[slot], 0)
+                else:  # the pool is exhausted: numbers get reused
+                    uses[number] = 0
 
 
 def _pool_runs(ctx: Context, count: int) -> deque[str]:
-    """``count`` pool numbers taken as runs of 25 neighbours in the sorted pool."""
+    """``count`` pool numbers taken as runs of up to 25 neighbours in the sorted pool."""
     found: deque[str] = deque()
-    total = len(ctx.pool.numbers)
     while len(found) < count:
-        offset = ctx.rng.randrange(max(1, total - 25))
-        found.extend(f"+1{number}" for number in ctx.pool.numbers[offset : offset + 25])
+        batch = ctx.numbers.from_pool(min(25, count - len(found)), run=True)
+        if not batch:
+            break  # the pool is exhausted
+        found.extend(batch)
     return found
 
 
@@ -459,12 +464,12 @@ def wangiri(ctx: Context) -> None:
     sources: list[str | int] = [*PREMIUM_REGIONS, *PREMIUM_NON_GEO]
     campaigns, intensity = ctx.campaigns()
     for index in range(campaigns):
-        source = rng.choice(sources)
+        source = choice(rng, sources)
         numbers = [ctx.numbers.premium(source) for _ in range(max(1, int(ctx.num("numbers_per_campaign"))))]
         length = min(max(60, int(ctx.num("burst_hours") * 3600)), ctx.timeline.end - ctx.timeline.start)
         start = ctx.when((ctx.timeline.start, ctx.timeline.end - length // 3600 * 3600))
         for _ in range(round(ctx.num("calls_per_burst") * intensity)):
-            ctx.emit(start + rng.randrange(length), ctx.random_did(), rng.choice(numbers), "", f"wangiri-{index}")
+            ctx.emit(start + rng.randrange(length), ctx.random_did(), choice(rng, numbers), "", f"wangiri-{index}")
 
 
 def telemarketer(ctx: Context) -> None:
@@ -472,14 +477,14 @@ def telemarketer(ctx: Context) -> None:
     rng = ctx.rng
     campaigns, intensity = ctx.campaigns()
     for index in range(campaigns):
-        numbers = [f"+1{ctx.pool.draw(rng)}" for _ in range(max(1, int(ctx.num("numbers_per_campaign"))))]
+        numbers = ctx.numbers.from_pool(max(1, int(ctx.num("numbers_per_campaign"))))
         wanted = max(1, round(ctx.num("targets_per_campaign") * intensity))
         targets = rng.sample(list(ctx.dids), min(len(ctx.dids), wanted))
-        name = rng.choice(_SCAM_NAMES)
+        name = choice(rng, _SCAM_NAMES)
         attempts = ctx.num("attempts_per_target") * ctx.timeline.hours / 24
         for did in targets:
             for _ in range(poisson(rng, attempts)):
-                ctx.emit(ctx.when(), did, rng.choice(numbers), name, f"telemarketer-{index}")
+                ctx.emit(ctx.when(), did, choice(rng, numbers), name, f"telemarketer-{index}")
 
 
 def spoofed_business(ctx: Context) -> None:
@@ -490,7 +495,7 @@ def spoofed_business(ctx: Context) -> None:
         ctx.businesses.append(Business("business-external", ctx.numbers.toll_free(), "CUSTOMER SVC"))
     campaigns, intensity = ctx.campaigns()
     for index in range(campaigns):
-        victim = rng.choice(ctx.businesses)
+        victim = choice(rng, ctx.businesses)
         window = ctx.active_window()
         for _ in range(ctx.window_calls(intensity, window)):
             ctx.emit(ctx.when(window), ctx.random_did(), victim.number, victim.name, f"spoofed-business-{index}")
@@ -503,10 +508,10 @@ def slow(ctx: Context) -> None:
     gap = ctx.num("min_gap_per_number")
     campaigns, intensity = ctx.campaigns()
     for index in range(campaigns):
-        numbers = deque((f"+1{ctx.pool.draw(rng)}", -math.inf) for _ in range(int(ctx.num("numbers_per_campaign"))))
+        numbers = deque((number, -math.inf) for number in ctx.numbers.from_pool(int(ctx.num("numbers_per_campaign"))))
         if not numbers:
             continue
-        name = rng.choice(_SCAM_NAMES)
+        name = choice(rng, _SCAM_NAMES)
         times = sorted(ctx.when() for _ in range(ctx.n_calls(ctx.num("calls_per_hour") * intensity)))
         for start in times:
             number, last = numbers[0]

@@ -7,8 +7,9 @@ Numbers are handled as E.164 strings. How a trunk *delivers* a number (``+1...``
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, TypeVar
 
 import phonenumbers
 
@@ -17,10 +18,12 @@ from callshield.simulate._pool import NumberPool
 __all__ = [
     "NODE_NPAS",
     "PREMIUM_REGIONS",
+    "TRUNKS",
     "Did",
     "Numbers",
     "Trunk",
     "build_dids",
+    "choice",
 ]
 
 NODE_NPAS: Final = (312, 773, 872)
@@ -42,6 +45,7 @@ PREMIUM_NON_GEO: Final = (881, 882, 883)
 _EXCHANGES_PER_NPA: Final = 25
 _MIXED_FORM_SHARE: Final = 0.03
 _INTL_00_SHARE: Final = 0.05
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +67,7 @@ class Trunk:
         if e164.startswith("+1") and len(e164) == 12:
             form = self.nanp_form
             if rng.random() < _MIXED_FORM_SHARE:  # one carrier's upstreams do not all agree
-                form = rng.choice(("e164", "nanp11", "national10"))
+                form = choice(rng, ("e164", "nanp11", "national10"))
             return _nanp_as(e164, form), form
         if self.intl_form == "e164":
             return e164, "e164"
@@ -77,6 +81,11 @@ TRUNKS: Final = (
     Trunk("carrierB", "nanp11", "intl011"),
     Trunk("carrierC", "national10", "intl011"),
 )
+
+
+def choice(rng: random.Random, options: Sequence[_T]) -> _T:
+    """``rng.choice`` without its rejection sampling (a few times faster; bias below 2**-40)."""
+    return options[int(rng.random() * len(options))]
 
 
 def _nanp_as(e164: str, form: str) -> str:
@@ -107,13 +116,13 @@ def build_dids(rng: random.Random, count: int) -> list[Did]:
     remaining = count
     block_number = 0
     while remaining > 0:
-        npa = rng.choice(NODE_NPAS)
+        npa = choice(rng, NODE_NPAS)
         nxx = rng.randrange(200, 1000)
         exchange = npa * 1000 + nxx
         if nxx % 100 == 11 or nxx == 555 or exchange in used_exchanges or not _valid(f"+1{exchange}4567"):
             continue
         used_exchanges.add(exchange)
-        blocks = min(rng.choice((1, 2, 3)), (remaining + 99) // 100)
+        blocks = min(choice(rng, (1, 2, 3)), (remaining + 99) // 100)
         first = rng.randrange(0, 100 - blocks + 1)
         for block in range(first, first + blocks):
             trunk = TRUNKS[block_number % len(TRUNKS)]
@@ -144,21 +153,44 @@ class Numbers:
     seed: str
     """Seeds the exchange and international tables, so they do not depend on which family asks first."""
     used: set[int] = field(default_factory=set)
+    pool_taken: set[int] = field(default_factory=set)
+    """Pool numbers already given to a campaign: each abusive number belongs to one campaign."""
     _exchanges: dict[int, list[int]] = field(default_factory=dict)
     _international: dict[str, list[str]] = field(default_factory=dict)
 
     def for_family(self, rng: random.Random) -> Numbers:
         """The same tables and used numbers, drawing with a family's own ``rng``."""
-        return Numbers(rng, self.pool, self.dids, self.seed, self.used, self._exchanges, self._international)
+        return Numbers(
+            rng, self.pool, self.dids, self.seed, self.used, self.pool_taken, self._exchanges, self._international
+        )
+
+    def from_pool(self, count: int, *, run: bool = False) -> list[str]:
+        """``count`` distinct pool numbers no other campaign has (fewer only if the pool runs out);
+        with ``run``, neighbours in the sorted pool from one random place (a rented block)."""
+        numbers = self.pool.numbers
+        found: list[str] = []
+        attempts = 0
+        offset = int(self.rng.random() * len(numbers))
+        while len(found) < count and attempts < count * 20 + 100:
+            attempts += 1
+            if run:
+                offset = (offset + 1) % len(numbers)
+                national = numbers[offset]
+            else:
+                national = numbers[int(self.rng.random() * len(numbers))]
+            if national not in self.pool_taken:
+                self.pool_taken.add(national)
+                found.append(f"+1{national}")
+        return found
 
     def nanp(self, *, home: bool) -> str:
         """A new valid NANP number in the node's region (``home``) or elsewhere in the US."""
-        npa = self.rng.choice(HOME_NPAS if home else OTHER_NPAS)
-        return self._fresh_in(self.rng.choice(self._exchanges_of(npa)))
+        npa = choice(self.rng, HOME_NPAS if home else OTHER_NPAS)
+        return self._fresh_in(choice(self.rng, self._exchanges_of(npa)))
 
     def toll_free(self) -> str:
         """A new valid toll-free number (a business's customer-service line)."""
-        return self._fresh_in(self.rng.choice(self._exchanges_of(self.rng.choice(TOLL_FREE_NPAS))))
+        return self._fresh_in(choice(self.rng, self._exchanges_of(choice(self.rng, TOLL_FREE_NPAS))))
 
     def in_exchange(self, exchange: int) -> str:
         """A new number in NPA-NXX ``exchange`` that is not one of the node's DIDs."""
@@ -187,7 +219,7 @@ class Numbers:
             if key not in self._international:
                 example = phonenumbers.example_number_for_non_geo_entity(region_or_code)
                 self._international[key] = self._variants(example, 40, key)
-            return self.rng.choice(self._international[key])
+            return choice(self.rng, self._international[key])
         return self._international_of(region_or_code, phonenumbers.PhoneNumberType.PREMIUM_RATE)
 
     def _international_of(self, region: str, kind: int) -> str:
@@ -199,7 +231,7 @@ class Numbers:
                 example = phonenumbers.example_number_for_type(region, phonenumbers.PhoneNumberType.MOBILE)
             variants = self._variants(example, 50, key)
             self._international[key] = variants
-        return self.rng.choice(variants)
+        return choice(self.rng, variants)
 
     def _variants(self, example: phonenumbers.PhoneNumber | None, count: int, key: str) -> list[str]:
         """Valid numbers sharing the example's leading digits (the last 5 randomised)."""
