@@ -651,6 +651,9 @@ def main() -> None:
         sys.exit(0)
 
 
-from callshield.model._cli import train_command  # noqa: E402 - registered after the group is built
+# Commands with their own modules, registered after the group is built.
+from callshield.model._cli import train_command  # noqa: E402
+from callshield.simulate._cli import simulate_command  # noqa: E402
 
+cli.add_command(simulate_command)
 cli.add_command(train_command)

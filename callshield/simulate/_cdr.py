@@ -1,0 +1,94 @@
+"""The CDR writer: Asterisk ``cdr_csv``'s Master.csv layout, 18 columns, no header.
+
+Columns: accountcode, src, dst, dcontext, clid, channel, dstchannel, lastapp, lastdata, start, answer,
+end, duration, billsec, disposition, amaflags, uniqueid, userfield. As ``cdr_csv`` writes them: every
+text field in double quotes with ``"`` doubled, ``duration`` and ``billsec`` bare integers, times
+``YYYY-MM-DD HH:MM:SS`` (here always UTC), ``answer`` empty when the call was not answered.
+``clid`` follows ``ast_callerid_merge``: ``"name" <number>``, or the number alone without a name,
+or the name alone without a number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Final, TextIO
+
+from callshield.simulate._call import ANSWERED, FAILED, SimCall
+from callshield.simulate._mix import MAX_CALL_SECONDS
+from callshield.simulate._world import Did
+
+__all__ = ["CDR_COLUMNS", "write_cdr"]
+
+CDR_COLUMNS: Final = (
+    "accountcode", "src", "dst", "dcontext", "clid", "channel", "dstchannel", "lastapp", "lastdata",
+    "start", "answer", "end", "duration", "billsec", "disposition", "amaflags", "uniqueid", "userfield",
+)  # fmt: skip
+_CONTEXT: Final = "from-trunk"
+_DIAL_TIMEOUT: Final = 30
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"' if '"' in text else f'"{text}"'
+
+
+_DAY: Final = MAX_CALL_SECONDS
+# A call lasts at most MAX_CALL_SECONDS (one day, checked in _mix): the table covers its end.
+
+
+def _two_days(day_start: int, times: list[str]) -> list[str]:
+    """'YYYY-MM-DD HH:MM:SS' (UTC) for every second of the day starting at ``day_start`` and the next."""
+    stamps: list[str] = []
+    for day in (day_start, day_start + _DAY):
+        date = datetime.fromtimestamp(day, tz=UTC).strftime("%Y-%m-%d ")
+        stamps.extend([date + time for time in times])
+    return stamps
+
+
+def write_cdr(out: TextIO, calls: Iterable[SimCall], dids: Sequence[Did], channel_base: Mapping[str, int]) -> int:
+    """Write ``calls`` (in time order) as Master.csv rows; returns the number of rows."""
+    times = [f"{h:02d}:{m:02d}:{s:02d}" for h in range(24) for m in range(60) for s in range(60)]
+    day_start, stamps = -1, []
+    trunk_names = sorted({did.trunk.name for did in dids})
+    trunk_of = [trunk_names.index(did.trunk.name) for did in dids]
+    channel_seq = [channel_base[name] for name in trunk_names]
+    channels = [f'"PJSIP/trunk-{name}-' for name in trunk_names]
+    dst_seq = min(channel_base.values(), default=0) + 1
+    # Per DID: the fixed text after src ('"dst","context",') and after dstchannel ('"Dial","PJSIP/ext,30",').
+    middles = [f'"{did.delivered}","{_CONTEXT}",' for did in dids]
+    dials = [f'"Dial","PJSIP/{did.extension},{_DIAL_TIMEOUT}",' for did in dids]
+    dst_prefixes = [f'"PJSIP/{did.extension}-' for did in dids]
+    rows = 0
+    write = out.write
+    for call in calls:
+        index = call.did
+        trunk = trunk_of[index]
+        sequence = channel_seq[trunk]
+        channel_seq[trunk] = sequence + 1
+        if call.disposition == FAILED:
+            dstchannel = '""'
+        else:
+            dstchannel = f'{dst_prefixes[index]}{dst_seq & 0xFFFF_FFFF:08x}"'
+            dst_seq += 1
+        src, name = call.src, call.name
+        if '"' in src or '"' in name:
+            src_field = _quote(src)
+            clid = _quote(f'"{name}" <{src}>' if name and src else name or src)
+        else:
+            src_field = f'"{src}"'
+            clid = f'"""{name}"" <{src}>"' if name and src else f'"{name or src}"'
+        start, ring, billsec = call.start, call.ring, call.billsec
+        duration = ring + billsec
+        offset = start - day_start
+        if not 0 <= offset < _DAY:
+            day_start = start - start % _DAY
+            stamps = _two_days(day_start, times)
+            offset = start - day_start
+        answer = stamps[offset + ring] if call.disposition == ANSWERED else ""
+        write(
+            f'"",{src_field},{middles[index]}{clid},{channels[trunk]}{sequence & 0xFFFF_FFFF:08x}",'
+            f'{dstchannel},{dials[index]}"{stamps[offset]}","{answer}","{stamps[offset + duration]}",'
+            f'{duration},{billsec},"{call.disposition}","DOCUMENTATION","{call.uniqueid}",""\n'
+        )
+        rows += 1
+    return rows
