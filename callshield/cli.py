@@ -24,6 +24,7 @@ from callshield.engine import Firewall
 from callshield.errors import CallshieldError, ConfigError, ImportFormatError, RuleError, StoreError
 from callshield.explain import explain, verdict_summary
 from callshield.numbers import Normalizer
+from callshield.replay import replay_command
 from callshield.rules import RuleAction, RuleSpec, parse_pattern
 from callshield.verdict import Call
 
@@ -641,3 +642,6 @@ def main() -> None:
         _fail(f"database error: {exc}", EXIT_DATABASE)
     except BrokenPipeError:
         sys.exit(0)
+
+
+cli.add_command(replay_command)
