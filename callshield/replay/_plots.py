@@ -66,7 +66,7 @@ def _scores(report: ReplayReport, path: Path) -> Path:
     axes.set_xlabel("risk score")
     axes.set_ylabel("calls (log scale)")
     axes.set_title(f"Scores of {report.calls} replayed calls")
-    axes.legend()
+    axes.legend(loc="upper center")
     figure.savefig(path)
     return path
 
