@@ -24,6 +24,7 @@ from callshield.engine import Firewall
 from callshield.errors import CallshieldError, ConfigError, ImportFormatError, RuleError, StoreError
 from callshield.explain import explain, verdict_summary
 from callshield.numbers import Normalizer
+from callshield.replay import replay_command
 from callshield.rules import RuleAction, RuleSpec, parse_pattern
 from callshield.verdict import Call
 
@@ -655,5 +656,6 @@ def main() -> None:
 from callshield.model._cli import train_command  # noqa: E402
 from callshield.simulate._cli import simulate_command  # noqa: E402
 
+cli.add_command(replay_command)
 cli.add_command(simulate_command)
 cli.add_command(train_command)
