@@ -38,6 +38,13 @@ _CSV = click.Path(exists=True, dir_okay=False, path_type=Path)
     show_default=True,
     help="Share of held-out legitimate calls the block threshold may block.",
 )
+@click.option(
+    "--rounds",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 5),
+    help="Round 1 replays in shadow mode; each further round replays with the last model deciding.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
 @click.pass_obj
 def train_command(
@@ -50,6 +57,7 @@ def train_command(
     seed: int,
     max_legit_flagged: float,
     max_legit_blocked: float,
+    rounds: int,
     as_json: bool,
 ) -> None:
     """Train the learned scorer on labelled CDRs (`callshield simulate` writes them).
@@ -58,15 +66,20 @@ def train_command(
     a logistic regression and gradient-boosted trees are fitted, calibrated and thresholded on
     held-out campaigns, and the better one is saved. Use it with [model] scorer = "model".
     """
-    from callshield.model.train import Budgets, choose, concat, fit_candidates, replay_dataset, save
+    from callshield.model.train import Budgets, save, train_rounds
 
-    config = state.config
-    parts = [replay_dataset(c, lab, config=config) for c, lab in ((cdr, labels), *extra)]
-    data = concat(parts)
+    sets = [(cdr, labels), *extra]
     kinds = ("linear", "trees") if kind == "both" else (kind,)
     budgets = Budgets(flagged=max_legit_flagged, blocked=max_legit_blocked)
-    candidates = fit_candidates(data, config=config, budgets=budgets, seed=seed, kinds=kinds)
-    best = choose(candidates)
+    best, candidates, data = train_rounds(
+        sets,
+        config=state.config,
+        budgets=budgets,
+        seed=seed,
+        kinds=kinds,
+        rounds=rounds,
+        progress=lambda line: click.echo(line, err=True),
+    )
     save(best, out)
     report = {
         "calls": data.size,
@@ -78,7 +91,7 @@ def train_command(
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
-    click.echo(f"trained on {data.size} calls ({report['abusive']} abusive) from {len(parts)} CDR(s)")
+    click.echo(f"trained on {data.size} calls ({report['abusive']} abusive) from {len(sets)} CDR(s), {rounds} round(s)")
     click.echo("held-out campaigns:   roc_auc  avg_prec  abusive flagged (after 10)  legit flagged  legit blocked")
     for c in candidates:
         m = c.metrics

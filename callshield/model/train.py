@@ -20,11 +20,12 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import sklearn
 from numpy.typing import NDArray
@@ -34,7 +35,8 @@ from callshield.features import F
 from callshield.model._compiled import MODEL_FEATURES, ModelScorer, score_map_from_thresholds
 from callshield.model._export import linear_from_sklearn, sigmoid_calibration, trees_from_sklearn
 from callshield.model._format import FORMAT, VERSION, Calibration, ModelFile, dump, parse
-from callshield.policy import Scorer
+from callshield.policy import ExpertScorer, Scorer
+from callshield.verdict import Mode
 
 ABUSIVE = "abusive"
 
@@ -71,10 +73,19 @@ class Candidate:
     metrics: dict[str, float]
 
 
-def replay_dataset(cdr: Path, labels: Path, *, config: Config, scorer: Scorer | None = None) -> Dataset:
-    """Replay ``cdr`` (rules scorer unless given) and pair every decided call with its label."""
+def replay_dataset(
+    cdr: Path, labels: Path, *, config: Config, scorer: Scorer | None = None, mode: Mode = Mode.SHADOW
+) -> Dataset:
+    """Replay ``cdr`` (rules scorer unless given) and pair every call with its label.
+
+    In shadow mode (the first round) every call is connected, so every real outcome is learned and
+    the features do not depend on a scorer's blocks. Later rounds replay in enforce mode with the
+    previous round's model deciding, so the model also learns the situations its own blocks create
+    (a blocked call teaches nothing live): the DAgger recipe against train/serve skew.
+    """
     from callshield.replay import read_cdr, read_labels, replay
 
+    config = msgspec.structs.replace(config, policy=msgspec.structs.replace(config.policy, mode=mode))
     read = read_cdr(cdr)
     known = read_labels(labels)
     rows: list[tuple[float, ...]] = []
@@ -264,6 +275,33 @@ def _fit_trees(
     margins = model.decision_function(every)
     cost = _single_row_cost(model.predict_proba, every)
     return {"trees": trees_from_sklearn(model)}, np.asarray(margins, dtype=np.float64), cost
+
+
+def train_rounds(
+    sets: Sequence[tuple[Path, Path]],
+    *,
+    config: Config,
+    budgets: Budgets = Budgets(),
+    seed: int = 0,
+    kinds: Sequence[str] = ("linear", "trees"),
+    rounds: int = 2,
+    progress: Callable[[str], None] = lambda _: None,
+) -> tuple[Candidate, list[Candidate], Dataset]:
+    """Fit over ``rounds`` (see :func:`replay_dataset`); returns the chosen candidate, the last
+    round's candidates and the data they were fitted on."""
+    parts = [replay_dataset(cdr, labels, config=config) for cdr, labels in sets]
+    data = concat(parts)
+    progress(f"round 1: {data.size} calls replayed in shadow mode")
+    candidates = fit_candidates(data, config=config, budgets=budgets, seed=seed, kinds=kinds)
+    best = choose(candidates)
+    for round_number in range(2, rounds + 1):
+        scorer = ModelScorer(best.model).with_evidence(ExpertScorer(config.scoring, config.patterns, config.reputation))
+        enforced = [replay_dataset(c, lab, config=config, scorer=scorer, mode=Mode.ENFORCE) for c, lab in sets]
+        data = concat([data, *enforced])
+        progress(f"round {round_number}: {data.size} calls with the {best.name} model deciding")
+        candidates = fit_candidates(data, config=config, budgets=budgets, seed=seed, kinds=kinds)
+        best = choose(candidates)
+    return best, candidates, data
 
 
 def choose(candidates: Sequence[Candidate]) -> Candidate:
