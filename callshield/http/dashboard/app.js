@@ -150,7 +150,7 @@ function drawChart() {
   for (let i = 0; i <= 4; i++) {
     const y = bottom - (bottom - top) * i / 4;
     ctx.beginPath(); ctx.moveTo(left, y); ctx.lineTo(right, y); ctx.stroke();
-    ctx.fillText((max * i / 4).toFixed(max < 4 ? 1 : 0), 4, y + 4);
+    ctx.fillText((max * i / 4).toFixed(max < 4 ? 2 : 0), 4, y + 4);
   }
   const step = (right - left) / (SAMPLES - 1);
   for (const a of ACTIONS) {
@@ -160,7 +160,13 @@ function drawChart() {
       if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
     });
     ctx.stroke();
+    ctx.fillStyle = COLORS[a];
+    series.forEach((s, i) => {
+      const x = left + step * (SAMPLES - series.length + i), y = bottom - (bottom - top) * s[a] / max;
+      ctx.fillRect(x - 2, y - 2, 4, 4);
+    });
   }
+  canvas.dataset.samples = String(series.length);
   const latest = series[series.length - 1];
   const items = ACTIONS.map((a) => {
     const li = el("li");
