@@ -233,10 +233,9 @@ class HttpListener:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()
-        server = site._server  # the bound port, for port 0
-        sockets = getattr(server, "sockets", None) or []
-        if sockets:
-            self.port = int(sockets[0].getsockname()[1])
+        addresses = self._runner.addresses  # the bound port, for port 0
+        if addresses:
+            self.port = int(addresses[0][1])
         if self.host not in {"127.0.0.1", "::1", "localhost"}:
             log.warning("the admin API listens on %s, not loopback: put TLS in front of it", self.host)
         log.info("admin API and dashboard on http://%s:%d/", self.host, self.port)
