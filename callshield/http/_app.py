@@ -3,6 +3,7 @@ the dashboard's static files, and starting/stopping the listener in the node's e
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sqlite3
@@ -87,8 +88,6 @@ class HttpContext:
 
     async def write(self, func: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run ``func(connection)`` on the admin writes' thread."""
-        import asyncio
-
         return await asyncio.get_running_loop().run_in_executor(self.writes, func, self.conn)
 
     def reload_tokens(self) -> None:
