@@ -94,7 +94,7 @@ def agi_call(port: int, caller: str, callee: str, n: int) -> None:
             stream.flush()
 
 
-def test_dashboard_signs_in_shows_decisions_and_blocks_with_one_click(server: HttpServer, browser: Any) -> None:
+def test_dashboard_signs_in_shows_decisions_and_blocks_with_one_click(browser: Any, server: HttpServer) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
