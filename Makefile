@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint unit mesh e2e bench bench-stack bench-mesh clean
+.PHONY: run test lint unit mesh dashboard e2e bench bench-stack bench-mesh clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "callshield needs Python 3.11 or newer")'
@@ -32,6 +32,11 @@ unit: $(STAMP)
 ## The mesh tests alone, against a real Mosquitto (scripts/mosquitto: apt-get install on first use, root).
 mesh: $(STAMP)
 	$(BIN)/pytest -q tests/mesh
+
+## The dashboard in a real headless Chromium (scripts/chromium: apt-get install on first use, root);
+## saves artifacts/dashboard.png.
+dashboard: $(STAMP)
+	$(BIN)/pytest -q -s tests/dashboard
 
 ## End-to-end: a real Asterisk 22 (Debian sid chroot) and real SIP calls from SIPp; needs root.
 e2e: $(STAMP)

@@ -167,14 +167,53 @@ class AuditLog:
         )
         return tuple(row[0] for row in cursor)
 
-    def recent(self, limit: int = 50, *, action: str | None = None) -> list[DecisionRecord]:
+    def recent(
+        self, limit: int = 50, *, action: str | None = None, caller: str | None = None, since: float | None = None
+    ) -> list[DecisionRecord]:
+        """Decisions newest first, optionally of one action, one caller (its label: E.164 or kind) and
+        since a time. A caller's plain low-risk connects are found only with ``since`` (a scan of
+        that period); without it, only its notable decisions (through their index)."""
+        clauses: list[str] = []
+        params: list[Any] = []
         if action:
-            cursor = self._conn.execute(
-                f"SELECT {_COLUMNS} FROM decisions WHERE action = ? ORDER BY id DESC LIMIT ?", (action, limit)
-            )
-        else:
-            cursor = self._conn.execute(f"SELECT {_COLUMNS} FROM decisions ORDER BY id DESC LIMIT ?", (limit,))
+            clauses.append("action = ?")
+            params.append(action)
+        if since is not None:
+            clauses.append("id >= ?")
+            params.append(id_floor(since))
+        if caller is not None:
+            clauses.append("caller = ?")
+            params.append(caller)
+            if since is None:
+                clauses.append(f"({NOTABLE})")
+        where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
+        cursor = self._conn.execute(
+            f"SELECT {_COLUMNS} FROM decisions {where}ORDER BY id DESC LIMIT ?", (*params, limit)
+        )
         return [DecisionRecord.from_row(r) for r in cursor]
+
+    def top_callers(self, since: float, *, action: str = "block", limit: int = 10) -> list[tuple[str, int]]:
+        """The callers with most decisions of ``action`` since ``since`` (a scan of that period)."""
+        rows = self._conn.execute(
+            "SELECT caller, count(*) FROM decisions WHERE id >= ? AND action = ? "
+            "GROUP BY caller ORDER BY 2 DESC, 1 LIMIT ?",
+            (id_floor(since), action, limit),
+        ).fetchall()
+        return [(str(caller), int(n)) for caller, n in rows]
+
+    def top_prefixes(
+        self, since: float, *, action: str = "block", limit: int = 10, hidden: int = 4
+    ) -> list[tuple[str, int, int]]:
+        """Number ranges (E.164 callers without their last ``hidden`` digits) with most decisions of
+        ``action`` since ``since``: (prefix, decisions, distinct callers). Campaigns rotate numbers
+        within a range, which a per-number count misses."""
+        rows = self._conn.execute(
+            "SELECT substr(caller, 1, length(caller) - ?) AS prefix, count(*), count(DISTINCT caller) "
+            "FROM decisions WHERE id >= ? AND action = ? AND caller GLOB '+[0-9]*' "
+            "GROUP BY prefix ORDER BY 2 DESC, 1 LIMIT ?",
+            (hidden, id_floor(since), action, limit),
+        ).fetchall()
+        return [(str(prefix), int(n), int(callers)) for prefix, n, callers in rows]
 
     def counts(self, since: float) -> dict[str, dict[str, int]]:
         """Decisions since ``since`` by action and by primary reason."""

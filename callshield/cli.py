@@ -13,19 +13,20 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, NoReturn, TypeVar, cast
 
 import click
 
-from callshield.config import Config, load_config, parse_duration
+from callshield import admin
+from callshield.config import Config, load_config
 from callshield.engine import Firewall
 from callshield.errors import CallshieldError, ConfigError, ImportFormatError, RuleError, StoreError
 from callshield.explain import explain, verdict_summary
 from callshield.numbers import Normalizer
 from callshield.replay import replay_command
-from callshield.rules import RuleAction, RuleSpec, parse_pattern
+from callshield.rules import RuleAction
 from callshield.verdict import Call
 
 EXIT_USAGE, EXIT_CONFIG, EXIT_DATABASE, EXIT_INPUT = 2, 3, 4, 5
@@ -82,10 +83,10 @@ pass_state = click.make_pass_decorator(State)
 
 
 def _number_argument(state: State, raw: str) -> str:
-    info = state_normalizer(state).normalize(raw)
-    if info.e164 is None:
-        _fail(f"{info.raw!r} is not a phone number ({info.kind.value})", EXIT_USAGE)
-    return info.e164
+    try:
+        return admin.number_argument(state_normalizer(state), raw)
+    except admin.AdminInputError as exc:
+        _fail(str(exc), EXIT_USAGE)
 
 
 def state_normalizer(state: State) -> Normalizer:
@@ -95,13 +96,26 @@ def state_normalizer(state: State) -> Normalizer:
 @cli.command()
 @click.option("--host", default=None, help="Listen address (default: agi.host).")
 @click.option("--port", type=int, default=None, help="Listen port (default: agi.port, 4573).")
+@click.option(
+    "--http",
+    "http_listen",
+    default=None,
+    metavar="HOST:PORT",
+    help="Also serve the admin API and dashboard here, e.g. 127.0.0.1:8080 (default: http.listen, off).",
+)
 @pass_state
-def serve(state: State, host: str | None, port: int | None) -> None:
+def serve(state: State, host: str | None, port: int | None, http_listen: str | None) -> None:
     """Run the FastAGI server: Asterisk asks callshield about every inbound call."""
+    from callshield.config import parse_listen
     from callshield.service import serve as run
 
     state.config  # noqa: B018 - validate before starting anything
-    run(state.config_path, database=state.database, host=host, port=port)
+    if http_listen is not None:
+        try:
+            parse_listen(http_listen)
+        except ValueError as exc:
+            _fail(f"--http: {exc}", EXIT_USAGE)
+    run(state.config_path, database=state.database, host=host, port=port, http=http_listen)
 
 
 @cli.command(name="ari")
@@ -281,11 +295,9 @@ def _list_options(func: _F) -> _F:
 def _pattern_argument(state: State, pattern: str) -> str:
     """Accept a national number for an exact entry; patterns must be E.164 already."""
     try:
-        return parse_pattern(pattern).text
-    except RuleError as exc:
-        if any(ch in pattern for ch in "*?["):
-            _fail(str(exc), EXIT_USAGE)
-        return _number_argument(state, pattern)
+        return admin.entry_pattern(state_normalizer(state), pattern)
+    except admin.AdminInputError as exc:
+        _fail(str(exc), EXIT_USAGE)
 
 
 def _add_entry(
@@ -297,20 +309,17 @@ def _add_entry(
     ttl: str | None,
     note: str,
 ) -> None:
-    text = _pattern_argument(state, pattern)
     try:
-        expires = None
-        if ttl:
-            expires = datetime.now(UTC) + timedelta(seconds=parse_duration(ttl))
-        dids = tuple(_pattern_argument(state, d) for d in dids)
-        spec = RuleSpec(action=action, pattern=text, dids=dids, tenants=tenants, expires=expires, note=note)
-    except (ValueError, RuleError) as exc:
+        spec = admin.new_entry(
+            state_normalizer(state), action, pattern, dids=dids, tenants=tenants, ttl=ttl, note=note, now=time.time()
+        )
+    except admin.AdminInputError as exc:
         _fail(str(exc), EXIT_USAGE)
     with state.firewall() as fw:
-        entry_id = fw.lists.add(spec, now=time.time())
-    scope = f" for {', '.join(dids + tenants)}" if dids or tenants else ""
+        entry_id = admin.add_entry(fw.lists, spec, now=time.time(), source="cli")
+    scope = f" for {', '.join(spec.dids + spec.tenants)}" if spec.dids or spec.tenants else ""
     until = f" until {spec.expires:%Y-%m-%d %H:%M} UTC" if spec.expires else ""
-    click.echo(f"{action.value} {text}{scope}{until} (list:{entry_id})")
+    click.echo(f"{action.value} {spec.pattern}{scope}{until} (list:{entry_id})")
 
 
 @cli.command()
@@ -340,12 +349,13 @@ def deny(
 def unlist(state: State, pattern: str, dids: tuple[str, ...]) -> None:
     """Remove the allow/deny entries for PATTERN."""
     text = _pattern_argument(state, pattern)
+    scope = tuple(_pattern_argument(state, d) for d in dids) if dids else None
     with state.firewall() as fw:
-        removed = fw.lists.remove(text, dids=tuple(_pattern_argument(state, d) for d in dids) if dids else None)
+        removed = admin.remove_entries(fw.lists, text, dids=scope)
     if not removed:
         _fail(f"no list entry for {text}", EXIT_USAGE)
     click.echo(f"removed {removed} entr{'y' if removed == 1 else 'ies'} for {text}")
-    if text.startswith("+") and text[1:].isdigit():  # an exact number: peers drop our verdicts on it
+    if admin.revokes_on_mesh(text):  # an exact number: peers drop our verdicts on it
         _share(state, "revoke", text)
 
 
@@ -355,18 +365,7 @@ def unlist(state: State, pattern: str, dids: tuple[str, ...]) -> None:
 def lists_command(state: State, as_json: bool) -> None:
     """Show the allow/deny entries (CLI-managed and from the config file)."""
     with state.firewall() as fw:
-        rows: list[dict[str, Any]] = [
-            {
-                "source": r.source,
-                "action": r.action.value,
-                "pattern": r.pattern.text,
-                "dids": list(r.spec.dids),
-                "tenants": list(r.spec.tenants),
-                "expires": r.spec.expires.isoformat() if r.spec.expires else None,
-                "note": r.spec.note,
-            }
-            for r in fw.rules.rules
-        ]
+        rows = admin.list_rows(fw)
     if as_json:
         _print_json(rows)
         return
@@ -384,16 +383,14 @@ def lists_command(state: State, as_json: bool) -> None:
 @cli.command()
 @click.argument("number")
 @click.option("--note", default="", help="What the call was.")
-@click.option("--admin", is_flag=True, help="An administrator's report (weighs 3 user reports).")
+@click.option("--admin", "is_admin", is_flag=True, help="An administrator's report (weighs 3 user reports).")
 @pass_state
-def report(state: State, number: str, note: str, admin: bool) -> None:
+def report(state: State, number: str, note: str, is_admin: bool) -> None:
     """Report NUMBER as spam."""
-    from callshield.reputation import EvidenceKind
-
     with state.firewall() as fw:
         try:
-            info = fw.report(number, kind=EvidenceKind.ADMIN_REPORT if admin else EvidenceKind.REPORT, note=note)
-        except ValueError as exc:
+            info = admin.report_number(fw, number, admin=is_admin, note=note, source="cli")
+        except admin.AdminInputError as exc:
             _fail(str(exc), EXIT_USAGE)
     click.echo(f"reported {info.e164}")
     _share(state, "report", info.e164)
@@ -479,27 +476,20 @@ def export(state: State, fmt: str, min_reports: float, output: Any) -> None:
 @pass_state
 def stats(state: State, since: str, as_json: bool) -> None:
     """Decisions by action and reason, and the size of the database."""
-    try:
-        period = parse_duration(since)
-    except ValueError as exc:
-        _fail(str(exc), EXIT_USAGE)
     with state.firewall() as fw:
-        counts = fw.audit.counts(time.time() - period)
-        data = {
-            "since": since,
-            "decisions": counts["action"],
-            "reasons": counts["reason"],
-            "numbers": fw.store.count(),
-            "list_entries": len(fw.rules),
-        }
+        try:
+            data = admin.stats(fw, since=since, now=time.time())
+        except admin.AdminInputError as exc:
+            _fail(str(exc), EXIT_USAGE)
     if as_json:
         _print_json(data)
         return
     click.echo(f"numbers with reputation: {data['numbers']}; allow/deny rules: {data['list_entries']}")
     click.echo(
-        f"decisions in the last {since}: " + (", ".join(f"{k} {v}" for k, v in counts["action"].items()) or "none")
+        f"decisions in the last {since}: "
+        + (", ".join(f"{k} {v}" for k, v in data["decisions"].items()) or "none")
     )
-    for reason, count in counts["reason"].items():
+    for reason, count in data["reasons"].items():
         click.echo(f"  {count:>8}  {reason}")
 
 
@@ -551,28 +541,41 @@ def config() -> None:
 @pass_state
 def config_check(state: State, file: str | None) -> None:
     """Validate FILE (default: --config) without starting anything."""
-    from callshield.rules import Rule, RuleSet
-
     path = file or state.config_path
     loaded = load_config(path)
-    rules = RuleSet(Rule.compile(spec, source=f"config:rules[{i}]") for i, spec in enumerate(loaded.rules))
-    for first, second in rules.conflicts():
-        click.echo(
-            f"warning: {first.source} and {second.source} allow and deny the same pattern "
-            f"{first.pattern.text} with the same scope: the allow wins",
-            err=True,
-        )
+    for warning in admin.config_warnings(loaded):
+        click.echo(f"warning: {warning}", err=True)
     click.echo(
         f"{path or '(built-in defaults)'}: OK ({len(loaded.rules)} rules, mode {loaded.policy.mode.value}, "
         f"database {loaded.storage.database_path()})"
     )
 
 
+# --- admin API tokens ---------------------------------------------------------------------------
+
+
+@cli.group()
+def token() -> None:
+    """Bearer tokens of the admin HTTP API (serve --http)."""
+
+
+@token.command(name="new")
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--name", default="", help="Name shown in the audit trail (default: a short hash of the token).")
+@pass_state
+def token_new(state: State, file: Path | None, name: str) -> None:
+    """Add a new random token to FILE (default: http.token_file, else http.tokens beside the database),
+    created with mode 0600. Prints the token: give it to the API's user, it is not shown again."""
+    from callshield.http import new_token, token_id
+
+    database = Path(state.database) if state.database else state.config.storage.database_path()
+    path = file or state.config.http.token_path(database)
+    secret = new_token(path, name=name)
+    click.echo(secret)
+    click.echo(f"added token {name or token_id(secret)} to {path}", err=True)
+
+
 # --- the mesh ------------------------------------------------------------------------------------
-
-STATUS_STALE = 5.0
-"""Seconds after which a saved mesh status means the server is not running (it saves every second)."""
-
 
 @cli.group()
 def mesh() -> None:
@@ -584,32 +587,25 @@ def mesh() -> None:
 @pass_state
 def mesh_status(state: State, as_json: bool) -> None:
     """Peers, last seen, lag, messages accepted and rejected by reason, outbox depth."""
-    from callshield.meshlink import read_status
-    from callshield.outbox import Outbox
-
     with state.firewall() as fw:
-        saved = read_status(fw.connection) or {}
-        depth = Outbox(fw.connection).depth()
-        now = fw.clock.now()
-    at = saved.get("at")
-    running = isinstance(at, (int, float)) and now - at <= STATUS_STALE
-    data = {**saved, "outbox": depth, "server_running": running, "enabled": state.config.mesh.enabled}
+        data = admin.mesh_status(state.config, fw.connection, now=fw.clock.now())
     if as_json:
         _print_json(data)
         return
     cluster, node = state.config.mesh_identity()
-    state_text = "connected" if running and saved.get("connected") else "not connected"
+    running = data["server_running"]
+    state_text = "connected" if running and data.get("connected") else "not connected"
     if not running:
         state_text += " (no running server has saved a status in the last few seconds)"
     click.echo(f"mesh     {'enabled' if state.config.mesh.enabled else 'disabled'}; {cluster}/{node}, {state_text}")
-    click.echo(f"outbox   {depth} waiting")
-    peers = saved.get("peers") if running else None
+    click.echo(f"outbox   {data['outbox']} waiting")
+    peers = data.get("peers") if running else None
     for peer in peers if isinstance(peers, list) else []:
         click.echo(
             f"peer     {peer['node']}: last seen {_ts(peer['last_seen'])}, seq {peer['highest_seq']}, "
             f"lag {peer['lag']:.1f} s, {peer['accepted']} accepted"
         )
-    received = saved.get("received", {}) if running else {}
+    received = data.get("received", {}) if running else {}
     if isinstance(received, dict) and received:
         click.echo("received " + ", ".join(f"{k} {v}" for k, v in sorted(received.items())))
 
@@ -618,14 +614,8 @@ def _share(state: State, kind_name: str, e164: str | None) -> None:
     """Put a report or revocation about an E.164 number in the mesh outbox (the server publishes it)."""
     if not state.config.mesh.enabled or not e164:
         return
-    from callshield.mesh import MessageKind
-    from callshield.meshlink import enqueue_event
-    from callshield.outbox import Outbox
-
     with state.firewall() as fw:
-        seq = enqueue_event(
-            state.config, Outbox(fw.connection), kind=MessageKind(kind_name), caller=e164, now=fw.clock.now()
-        )
+        seq = admin.share_event(state.config, fw.connection, kind=kind_name, e164=e164, now=fw.clock.now())
     click.echo(f"queued for the mesh ({kind_name}, seq {seq})")
 
 

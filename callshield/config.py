@@ -466,6 +466,36 @@ class ModelConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     points for evidence a model does not read (reports, screenings, peers, bad ranges)."""
     path: str = ""
     """Model file (callshield-model JSON); empty: the model shipped with callshield."""
+class HttpConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The admin HTTP API and dashboard (``callshield serve --http``); off unless ``listen`` is set."""
+
+    listen: str = ""
+    """``HOST:PORT`` to listen on, e.g. ``127.0.0.1:8080``; empty = off. ``serve --http`` overrides it."""
+    token_file: str = ""
+    """Bearer tokens, one per line (``NAME:TOKEN`` or ``TOKEN``); empty = ``http.tokens`` beside the database."""
+    max_body: int = 65536
+    """Largest accepted request body, in bytes."""
+
+    def __post_init__(self) -> None:
+        if self.listen:
+            parse_listen(self.listen)
+        if not 1024 <= self.max_body <= 16 * 1024 * 1024:
+            raise ValueError("max_body must be between 1024 and 16777216 bytes")
+
+    def token_path(self, database: Path) -> Path:
+        """The token file: ``token_file``, else ``http.tokens`` in the database's directory."""
+        return Path(self.token_file).expanduser() if self.token_file else database.parent / "http.tokens"
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``"127.0.0.1:8080"``, ``"[::1]:8080"`` or ``"localhost:8080"`` → (host, port); ValueError otherwise."""
+    match = re.fullmatch(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]+)):(?P<port>\d{1,5})", value.strip())
+    if match is None:
+        raise ValueError(f"expected HOST:PORT such as 127.0.0.1:8080, got {value!r}")
+    port = int(match.group("port"))
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} is not between 0 and 65535")
+    return match.group("v6") or match.group("host"), port
 
 
 class LoggingConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -490,6 +520,7 @@ class Config(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     rules: tuple[RuleSpec, ...] = ()
     mesh: MeshConfig = MeshConfig()
     model: ModelConfig = ModelConfig()
+    http: HttpConfig = HttpConfig()
     logging: LoggingConfig = LoggingConfig()
 
     def __post_init__(self) -> None:

@@ -135,6 +135,18 @@ CREATE TABLE IF NOT EXISTS mesh_standing (
     reasons TEXT NOT NULL,
     expires REAL NOT NULL
 ) WITHOUT ROWID;
+-- Write actions of the admin HTTP API (callshield.http): who (a token's name or short hash, never the
+-- token), what, on what, when, and how it ended.
+CREATE TABLE IF NOT EXISTS admin_actions (
+    id INTEGER PRIMARY KEY,
+    ts REAL NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '{}',
+    status INTEGER NOT NULL,
+    result TEXT NOT NULL
+);
 -- One row per finished blocklist import.
 CREATE TABLE IF NOT EXISTS imports (
     id INTEGER PRIMARY KEY,

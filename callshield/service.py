@@ -25,6 +25,7 @@ from callshield.ari import AriAppSettings, AriConnectSettings, AriRunner
 from callshield.config import Config, load_config
 from callshield.engine import Firewall
 from callshield.errors import ConfigError
+from callshield.http import HttpContext, HttpListener, load_tokens
 from callshield.meshlink import MeshLink
 from callshield.outbox import Outbox
 
@@ -117,9 +118,12 @@ class Node:
         port: int | None = None,
         agi: bool = True,
         ari: tuple[AriConnectSettings, AriAppSettings] | None = None,
+        http: str | None = None,
     ) -> None:
         if not agi and ari is None:
             raise ValueError("a node needs the FastAGI server, the ARI app, or both")
+        listen = http or config.http.listen
+        tokens = load_tokens(config.http.token_path(database)) if listen else None  # refuse before opening anything
         self.config = config
         self.config_path = config_path
         self.database = database
@@ -136,12 +140,32 @@ class Node:
             self.mesh = MeshLink(firewall=self.firewall, config=config, outbox=Outbox(db.connect(database)))
             self.firewall.on_shared = self.mesh.on_verdict
             self.firewall.on_screen_failed = self.mesh.on_screen_failed
+        self.http: HttpListener | None = None
+        if listen and tokens is not None:
+            context = HttpContext(
+                firewall=self.firewall,
+                config=lambda: self.config,
+                config_path=config_path,
+                database=database,
+                tokens=tokens,
+                token_path=config.http.token_path(database),
+                mesh_status=self.mesh.status if self.mesh is not None else None,
+            )
+            self.http = HttpListener(context, listen, max_body=config.http.max_body)
 
     async def run(self) -> None:
         if self.server is not None:
             try:
                 await self.server.start()
             except BaseException:
+                self._write_thread.shutdown(wait=False)
+                raise
+        if self.http is not None:
+            try:
+                await self.http.start()
+            except BaseException:
+                if self.server is not None:
+                    await self.server.close(0)
                 self._write_thread.shutdown(wait=False)
                 raise
         self._install_signals()
@@ -175,6 +199,8 @@ class Node:
             await self.stop.wait()
         finally:
             log.info("stopping: finishing sessions")
+            if self.http is not None:
+                await self.http.close()
             closing: list[Awaitable[None]] = [] if ari_task is None else [_finish_ari(ari_task)]
             if self.server is not None:
                 closing.append(self.server.close(SHUTDOWN_GRACE))
@@ -230,6 +256,8 @@ class Node:
                 log.warning("%s changed: takes effect at the next restart", name)
         self.firewall.apply_config(new)
         self.config = new
+        if self.http is not None:
+            self.http.context.reload_tokens()
         log.info("config reloaded (%d rules, mode %s)", len(self.firewall.rules), new.policy.mode.value)
 
 
@@ -247,6 +275,7 @@ def _restart_settings(old: Config, new: Config) -> list[tuple[str, object, objec
         ("[storage]", old.storage, new.storage),
         ("[agi]", old.agi, new.agi),
         ("[node]", old.node, new.node),
+        ("[http]", old.http, new.http),
         ("reputation.half_life", old.reputation.half_life, new.reputation.half_life),
         ("reputation.bad_threshold", old.reputation.bad_threshold, new.reputation.bad_threshold),
         ("patterns.window", old.patterns.window, new.patterns.window),
@@ -257,13 +286,18 @@ def _restart_settings(old: Config, new: Config) -> list[tuple[str, object, objec
 
 
 def serve(
-    config_path: str | None, *, database: str | None = None, host: str | None = None, port: int | None = None
+    config_path: str | None,
+    *,
+    database: str | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    http: str | None = None,
 ) -> None:
-    """Run a node until SIGTERM/SIGINT."""
+    """Run a node until SIGTERM/SIGINT (with the admin API on ``http``, else ``http.listen``, if set)."""
     config = load_config(config_path)
     setup_logging(config)
     path = Path(database) if database else config.storage.database_path()
-    node = Node(config, config_path=config_path, database=path, host=host, port=port)
+    node = Node(config, config_path=config_path, database=path, host=host, port=port, http=http)
     _run_node(node)
 
 
