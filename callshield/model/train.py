@@ -31,6 +31,7 @@ import sklearn
 from numpy.typing import NDArray
 
 from callshield.config import Config
+from callshield.errors import ImportFormatError
 from callshield.features import F
 from callshield.model._compiled import MODEL_FEATURES, ModelScorer, score_map_from_thresholds
 from callshield.model._export import linear_from_sklearn, sigmoid_calibration, trees_from_sklearn
@@ -105,7 +106,7 @@ def replay_dataset(
         rank.append(seen.get(label.campaign, 0))
         seen[label.campaign] = rank[-1] + 1
     if not rows:
-        raise ValueError(f"{cdr}: no call has a label in {labels}")
+        raise ImportFormatError(f"{cdr}: no call has a label in {labels}")
     return Dataset(
         features=np.asarray(rows, dtype=np.float64),
         abusive=np.asarray(abusive),
@@ -291,6 +292,8 @@ def train_rounds(
     round's candidates and the data they were fitted on."""
     parts = [replay_dataset(cdr, labels, config=config) for cdr, labels in sets]
     data = concat(parts)
+    if not 0 < int(data.abusive.sum()) < data.size:
+        raise ImportFormatError("training needs both legitimate and abusive calls in the labels")
     progress(f"round 1: {data.size} calls replayed in shadow mode")
     candidates = fit_candidates(data, config=config, budgets=budgets, seed=seed, kinds=kinds)
     best = choose(candidates)
