@@ -51,6 +51,7 @@ def generate(out: Path, seed: int, mix: str) -> Path:
 def evaluate(folder: Path, config: Path | None, name: str, out: Path) -> dict[str, object]:
     """``callshield replay`` with labels and a report directory; its JSON report."""
     report_dir = out / f"report-{folder.name}-{name}"
+    report_dir.mkdir(parents=True, exist_ok=True)
     command = [*CLI, *(["--config", str(config)] if config else []), "replay", str(folder / "Master.csv")]
     command += ["--labels", str(folder / "labels.csv"), "--out", str(report_dir / "verdicts.csv")]
     command += ["--report", str(report_dir), "--json"]
@@ -66,28 +67,26 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "model")
     parser.add_argument("--install", action="store_true")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--evaluate-only", action="store_true", help="Evaluate the model already in --out.")
     args = parser.parse_args()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     train_sets = [generate(out, seed, mix) for seed, mix in TRAIN]
     eval_sets = [generate(out, seed, mix) for seed, mix in EVAL]
-    base = Config()
-    best, candidates, data = train_rounds(
-        [(f / "Master.csv", f / "labels.csv") for f in train_sets],
-        config=base,
-        budgets=Budgets(),
-        rounds=args.rounds,
-        progress=print,
-    )
     model_path = out / "callshield-model.json"
-    save(best, model_path)
-    summary: dict[str, object] = {
-        "trained_on": [f.name for f in train_sets],
-        "calls": data.size,
-        "candidates": {c.name: c.metrics for c in candidates},
-        "chosen": best.name,
-        "evaluation": {},
-    }
+    summary: dict[str, object] = {"trained_on": [f.name for f in train_sets]}
+    if not args.evaluate_only:
+        best, candidates, data = train_rounds(
+            [(f / "Master.csv", f / "labels.csv") for f in train_sets],
+            config=Config(),
+            budgets=Budgets(),
+            rounds=args.rounds,
+            progress=print,
+        )
+        save(best, model_path)
+        summary.update(calls=data.size, chosen=best.name, candidates={c.name: c.metrics for c in candidates})
+        for c in candidates:
+            print(c.name, json.dumps(c.metrics))
     model_config = out / "model.toml"
     model_config.write_text(f'[model]\nscorer = "model"\npath = "{model_path}"\n')
     evaluation: dict[str, object] = {}

@@ -206,6 +206,10 @@ def fit_candidates(
         metrics = held_out_metrics(probability[held_mask], data, held_mask, screen_p, block_p)
         metrics["sklearn_predict_proba_us"] = single_row
         metrics["compiled_score_us"] = compiled_us
+        model = msgspec.structs.replace(
+            model,
+            trained={**model.trained, **{f"held_out_{k}": round(v, 6) for k, v in metrics.items() if math.isfinite(v)}},
+        )
         out.append(Candidate(name=kind, model=model, metrics=metrics))
     return out
 
