@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint unit mesh dashboard e2e bench bench-stack bench-mesh clean
+.PHONY: run test lint unit mesh dashboard e2e bench bench-stack bench-mesh model clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "callshield needs Python 3.11 or newer")'
@@ -53,6 +53,11 @@ bench-stack: $(STAMP)
 ## Reputation mesh: two nodes in their own processes through a private Mosquitto (port 18840); root for apt.
 bench-mesh: $(STAMP)
 	$(BIN)/python bench/bench_mesh.py
+
+## Rebuild the shipped model: generate traffic, train, evaluate on other seeds and mixes (build/model/).
+model: $(STAMP)
+	$(BIN)/python models/build.py
+	$(BIN)/python models/summarize.py build/model
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
