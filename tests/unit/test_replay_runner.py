@@ -164,3 +164,16 @@ def test_a_scorer_replaces_the_built_in_one(tmp_path: Path) -> None:
     # The same caller: three challenges an hour (screening.max_challenges), then blocked.
     assert sweep == [(Action.SCREEN, "model:test")] * 3 + [(Action.BLOCK, "screen:limit")] * 17
     assert scorer.seen == [r.verdict.features for r in records]  # the model saw the live vector
+
+
+def test_stopping_early_keeps_what_was_decided(tmp_path: Path) -> None:
+    rows, _ = sweep_and_legit()
+    calls = read_cdr(write_cdr(tmp_path / "Master.csv", rows)).calls
+    state = tmp_path / "state.sqlite3"
+    records = replay(calls, config=Config(), database=state)
+    first = [next(records) for _ in range(5)]
+    records.close()
+    conn = db.connect(state)
+    assert conn.execute("SELECT count(*) FROM decisions").fetchone()[0] == 5
+    assert {row[0] for row in conn.execute("SELECT id FROM decisions")} == {r.verdict.id for r in first}
+    conn.close()
