@@ -156,7 +156,9 @@ def in_process(cdr_path: Path, labels_path: Path) -> None:
     config = Config()
     out = io.StringIO()
     writer = VerdictWriter(out, labels)
+    cpu_replay = time.process_time()
     rows = [writer.write(record) for record in replay(read.calls, config=config)]
+    cpu_replay = (time.process_time() - cpu_replay) / len(rows)
     t3 = perf()
     report = build_report(rows, labels, policy=config.policy, rejected=read.rejected)
     t4 = perf()
@@ -169,12 +171,47 @@ def in_process(cdr_path: Path, labels_path: Path) -> None:
     print(f"build_report    {t4 - t3:6.2f} s")
     print(f"total           {t4 - t0:6.2f} s  {n / (t4 - t0):>10,.0f} rows/s end to end (in-process)")
     print(f"CPU time        {cpu:6.2f} s  {n / cpu:>10,.0f} rows per CPU-second")
+    first = next(iter(replay(read.calls[:1], config=config))).verdict
+    harness = harness_only(read.calls, first)
+    print(
+        f"per call, CPU: replay + CSV {cpu_replay * 1e6:.1f} us, of which the replay's own work (stub engine) "
+        f"{harness * 1e6:.1f} us and the engine (decide, feedback, writes) {(cpu_replay - harness) * 1e6:.1f} us"
+    )
     assert report.labelled is not None
     print(
         f"verdicts {report.decided}; abusive caught {report.labelled.abusive.caught_share:.1%}, "
         f"legit screened {report.labelled.legit.screened_share:.2%} blocked {report.labelled.legit.blocked_share:.2%}"
     )
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
+class _StubEngine:
+    """Stands in for the Firewall to time the replay's own work (events, mapping, records, CSV)."""
+
+    def __init__(self, verdict: object) -> None:
+        self._verdict = verdict
+
+    def decide(self, call: object) -> object:
+        return self._verdict
+
+    def feedback(self, outcome: object) -> bool:
+        return True
+
+    def flush(self) -> int:
+        return 0
+
+
+def harness_only(calls: list, verdict: object) -> float:
+    """CPU seconds per call of replay's own work, with a stub engine."""
+    from callshield.clock import ManualClock
+    from callshield.replay._runner import _run
+
+    clock = ManualClock(calls[0].start)
+    writer = VerdictWriter(io.StringIO(), None)
+    started = time.process_time()
+    for record in _run(calls, _StubEngine(verdict), clock, 20_000):  # type: ignore[arg-type]
+        writer.write(record)
+    return (time.process_time() - started) / len(calls)
 
 
 def command(cdr_path: Path, labels_path: Path, report: bool) -> None:

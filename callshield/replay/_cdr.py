@@ -107,8 +107,10 @@ class TimeParser:
             base = self._minutes.get(text[:16])
             if base is None:
                 base = self._minute(text[:16])
+                if base is None:
+                    return self._slow(text)
             seconds = text[17:]
-            if base is not None and seconds.isascii() and seconds.isdigit() and seconds < "60":
+            if seconds.isascii() and seconds.isdigit() and seconds < "60":
                 return base + int(seconds)
             return None
         return self._slow(text)

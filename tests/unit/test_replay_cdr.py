@@ -95,6 +95,7 @@ def test_time_parser_validates_and_handles_dst() -> None:
     parse = TimeParser(zone("UTC")).parse
     assert parse("2026-11-18 09:00:10") == utc("2026-11-18 09:00:10")
     assert parse("2026-11-18 09:00:10.250000") == utc("2026-11-18 09:00:10") + 0.25
+    assert parse("2026-11-18T09:00:10") == parse("2026-11-18 09:00:10+00:00") == utc("2026-11-18 09:00:10")
     for bad in (
         "2026-02-30 10:00:00",
         "2026-11-18 10:00:60",
