@@ -39,6 +39,15 @@ from callshield.replay import VerdictWriter, build_report, read_cdr, read_labels
 OUT = ROOT / "bench" / "out" / "replay"
 START = 1_795_000_000  # 2026-11-18 08:26:40 UTC
 DIDS = [f"+1312555{i:04d}" for i in range(2000)]
+AREAS = (201, 202, 212, 213, 305, 310, 312, 404, 415, 503, 512, 602, 617, 702, 713, 718, 805, 818, 917, 972)
+
+
+def _number(rng: random.Random) -> str:
+    """A valid-looking NANP number: a real area code, an exchange 200-999 that is not N11."""
+    exchange = rng.randint(200, 999)
+    while exchange % 100 == 11:
+        exchange = rng.randint(200, 999)
+    return f"+1{rng.choice(AREAS)}{exchange}{rng.randint(0, 9999):04d}"
 
 
 def _ts(epoch: float) -> str:
@@ -49,7 +58,7 @@ def synthetic(rows: int, seed: int = 1) -> tuple[list[list[str]], list[tuple[str
     """CDR rows (unsorted by start, as a PBX writes them at hangup) and their labels."""
     rng = random.Random(seed)
     span = max(3600.0, rows / 1.5)  # ~1.5 calls/s on average
-    legit_pool = [f"+1{rng.randint(201, 989)}{rng.randint(200, 999)}{rng.randint(0, 9999):04d}" for _ in range(20_000)]
+    legit_pool = [_number(rng) for _ in range(20_000)]
     cdr: list[list[str]] = []
     labels: list[tuple[str, str, str, str]] = []
 
@@ -106,11 +115,11 @@ def synthetic(rows: int, seed: int = 1) -> tuple[list[list[str]], list[tuple[str
         start = START + rng.random() * span
         size = rng.randint(20, 400)
         base = rng.randrange(len(DIDS) - size) if family == "sweep" else 0
-        numbers = [f"+1{rng.randint(201, 989)}{rng.randint(200, 999)}{rng.randint(0, 9999):04d}" for _ in range(300)]
+        numbers = [_number(rng) for _ in range(300)]
         caller = numbers[0]
         for i in range(min(size, rows - len(cdr))):
             if family == "robocall":
-                caller = f"+1{rng.randint(201, 989)}{rng.randint(200, 999)}{rng.randint(0, 9999):04d}"
+                caller = _number(rng)
                 did = rng.choice(DIDS)
             elif family == "sweep":
                 did = DIDS[base + i]
