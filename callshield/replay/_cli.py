@@ -18,6 +18,7 @@ from callshield.replay._report import build_report, format_report
 from callshield.replay._runner import replay
 from callshield.replay._verdicts import VerdictRow, VerdictWriter
 
+_PROGRESS_EVERY = 10_000
 # The exit codes of callshield.cli (not imported: callshield.cli imports this module).
 EXIT_USAGE, EXIT_CONFIG, EXIT_DATABASE, EXIT_INPUT = 2, 3, 4, 5
 
@@ -97,11 +98,19 @@ def replay_command(
         why = ", ".join(f"{reason} {count}" for reason, count in read.rejected.most_common()) or "the file is empty"
         hint = " (a CEL file? replay reads cdr_csv's Master.csv)" if read.rejected.get("columns") else ""
         _fail(f"no usable CDR rows in {cdr}: {why}{hint}", EXIT_INPUT)
+    from tqdm import tqdm  # here: every callshield command imports this module
+
     rows: list[VerdictRow] = []
     try:
-        with out.open("w", encoding="utf-8", newline="") as text:
+        with (
+            out.open("w", encoding="utf-8", newline="") as text,
+            tqdm(total=len(read.calls), unit="call", desc="replay", disable=None, file=sys.stderr) as bar,
+        ):
             writer = VerdictWriter(text, truth)
-            rows = [writer.write(record) for record in replay(read.calls, config=config, database=state)]
+            for record in replay(read.calls, config=config, database=state):
+                rows.append(writer.write(record))
+                if not len(rows) % _PROGRESS_EVERY:
+                    bar.update(_PROGRESS_EVERY)
     except OSError as exc:
         _fail(f"cannot write {out}: {exc.strerror or exc}", EXIT_INPUT)
     except StoreError as exc:
