@@ -9,8 +9,11 @@ on purpose (bad times, missing columns). It is a load, not a realistic model of 
 traffic generator (`callshield simulate`) is the realistic one.
 
 Measured, in-process and single-threaded: read_cdr (parse, validate, sort), replay (decide +
-feedback + database writes), the verdicts CSV, build_report; and the whole `callshield replay`
-command in a subprocess (imports and report text included; plots with --report timed apart).
+feedback + database writes), the verdicts CSV, build_report; the replay's own work alone (a stub
+engine); then the engine alone on the same calls, decide / feedback / writes timed apart (after the
+replay, so phonenumbers' caches are warm); and with --cli the whole `callshield replay` command in
+a subprocess (imports and report included), without and with --report (plots).
+--cdr FILE --labels FILE replays another CDR (e.g. `callshield simulate`'s output) instead.
 
 Run: .venv/bin/python bench/bench_replay.py [--rows N] [--cli]
 """
@@ -191,6 +194,11 @@ def in_process(cdr_path: Path, labels_path: Path) -> None:
         f"verdicts {report.decided}; abusive caught {report.labelled.abusive.caught_share:.1%}, "
         f"legit screened {report.labelled.legit.screened_share:.2%} blocked {report.labelled.legit.blocked_share:.2%}"
     )
+    deciding, feeding, writing = engine_split(read.calls)
+    print(
+        f"engine alone, CPU per call: decide {deciding * 1e6:.1f} us, feedback {feeding * 1e6:.1f} us, "
+        f"writes {writing * 1e6:.1f} us"
+    )
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 
@@ -223,6 +231,44 @@ def harness_only(calls: list, verdict: object) -> float:
     return (time.process_time() - started) / len(calls)
 
 
+def engine_split(calls: list) -> tuple[float, float, float]:
+    """CPU seconds per call of decide(), feedback() and the writes, timed apart: each batch of 20,000
+    calls is decided, then fed back, then flushed (the replay interleaves them by time instead)."""
+    import tempfile
+
+    from callshield import db
+    from callshield.clock import ManualClock
+    from callshield.engine import Firewall
+    from callshield.replay import call_of, outcome_of
+    from callshield.replay._runner import SCRATCH_PRAGMAS, replay_config
+
+    with tempfile.TemporaryDirectory() as folder:
+        conn = db.connect(Path(folder) / "split.sqlite3")
+        for pragma in SCRATCH_PRAGMAS:
+            conn.execute(pragma)
+        clock = ManualClock(calls[0].start)
+        firewall = Firewall(config=replay_config(Config()), conn=conn, clock=clock)
+        cpu = time.process_time
+        deciding = feeding = writing = 0.0
+        for first in range(0, len(calls), 20_000):
+            batch = calls[first : first + 20_000]
+            t0 = cpu()
+            verdicts = []
+            for cdr in batch:
+                clock.set(cdr.start)
+                verdicts.append(firewall.decide(call_of(cdr)))
+            t1 = cpu()
+            for cdr, verdict in zip(batch, verdicts, strict=True):
+                firewall.feedback(outcome_of(cdr, verdict.id))
+            t2 = cpu()
+            firewall.flush()
+            t3 = cpu()
+            deciding, feeding, writing = deciding + t1 - t0, feeding + t2 - t1, writing + t3 - t2
+        conn.close()
+    n = len(calls)
+    return deciding / n, feeding / n, writing / n
+
+
 def command(cdr_path: Path, labels_path: Path, report: bool) -> None:
     args = [sys.executable, "-m", "callshield", "replay", str(cdr_path), "--out", str(OUT / "verdicts.csv")]
     args += ["--labels", str(labels_path)]
@@ -243,9 +289,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--cli", action="store_true", help="Also time the command in a subprocess.")
+    parser.add_argument("--cdr", type=Path, help="Replay this Master.csv (with --labels) instead of synthetic data.")
+    parser.add_argument("--labels", type=Path, help="The labels.csv of --cdr.")
     args = parser.parse_args()
     started = time.perf_counter()
-    cdr_path, labels_path = write(args.rows)
+    if args.cdr and not args.labels:
+        parser.error("--cdr needs --labels")
+    cdr_path, labels_path = (args.cdr, args.labels) if args.cdr else write(args.rows)
     print(f"data: {cdr_path} ({cdr_path.stat().st_size / 1e6:.0f} MB, made in {time.perf_counter() - started:.0f} s)")
     print(f"python {platform.python_version()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}")
     in_process(cdr_path, labels_path)
