@@ -10,7 +10,9 @@ The outcome fed back is what happened *without* the firewall: the CDR says how t
 ended. The engine treats a call it blocked as never connected (it only closes the open call and
 learns no evidence from it); a screened call's real outcome is learned as if the caller had passed
 the challenge, since a replay cannot know how a challenge would have gone. No screening results
-are fed back, so pass allowances and failed-screening evidence never appear in a replay.
+are fed back, so pass allowances and failed-screening evidence never appear in a replay; the limit
+on challenges per caller (``screen:limit``) does, in enforce mode, as live. A shadow-mode replay
+connects every call, so it learns every outcome (blocked calls' too).
 """
 
 from __future__ import annotations
