@@ -158,6 +158,14 @@ def _markdown(report: ReplayReport, images: list[str]) -> str:
             f"{d.never_detected} never detected; over the detected ones median {_delay(d.median_detected)}, "
             f"p90 {_delay(d.p90_detected)}.",
             "",
+            "Legitimate calls blocked or screened, by reason: "
+            + (", ".join(f"`{k}` {v}" for k, v in labelled.legit_caught_reasons.items()) or "none")
+            + ".",
+            "",
+            "Abusive calls connected, by reason: "
+            + (", ".join(f"`{k}` {v}" for k, v in list(labelled.abusive_missed_reasons.items())[:15]) or "none")
+            + ".",
+            "",
             "### Per family",
             "",
             "| family | n | blocked | screened | blocked or screened |",
