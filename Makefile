@@ -45,6 +45,7 @@ e2e: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_decide.py
 	$(BIN)/python bench/bench_import.py
+	$(BIN)/python bench/bench_replay.py --cli
 
 ## Real stack: SIPp -> Asterisk 22 (own sandbox, SIP 5090) -> callshield, with and without the check; root.
 bench-stack: $(STAMP)

@@ -25,7 +25,7 @@ import re
 import sys
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Final
@@ -75,7 +75,9 @@ class CdrRead(msgspec.Struct, kw_only=True):
     calls: list[CdrCall]
     rejected: Counter[str]
     rows: int
-    """Rows read (usable, rejected and a skipped header line)."""
+    """Rows read (usable, rejected, other contexts and a skipped header line)."""
+    other_context: int = 0
+    """Well-formed rows left out because their ``dcontext`` is not one of the ``contexts`` asked for."""
 
 
 def zone(name: str) -> tzinfo:
@@ -107,8 +109,10 @@ class TimeParser:
             base = self._minutes.get(text[:16])
             if base is None:
                 base = self._minute(text[:16])
+                if base is None:
+                    return self._slow(text)
             seconds = text[17:]
-            if base is not None and seconds.isascii() and seconds.isdigit() and seconds < "60":
+            if seconds.isascii() and seconds.isdigit() and seconds < "60":
                 return base + int(seconds)
             return None
         return self._slow(text)
@@ -174,14 +178,18 @@ def _rows(text: io.TextIOBase, path: Path) -> Iterator[list[str] | None]:
             raise CdrError(f"{path}: cannot read: {exc}") from None
 
 
-def read_cdr(path: Path | str, *, timezone: str = "UTC") -> CdrRead:
+def read_cdr(path: Path | str, *, timezone: str = "UTC", contexts: Collection[str] | None = None) -> CdrRead:
     """Read a cdr_csv file (plain or gzip) whose times are local to ``timezone``.
 
+    With ``contexts``, only rows whose ``dcontext`` is one of them are read (a PBX's CDR also has its
+    outbound and internal calls; the inbound context is e.g. ``from-trunk`` or ``from-pstn``).
     Returns the usable calls sorted by start time (file order among equal starts) and the rejected
     rows counted by reason. Raises :class:`CdrError` if the file cannot be read at all and
     ``ValueError`` for an unknown time zone.
     """
     source = Path(path)
+    wanted = frozenset(contexts) if contexts is not None else None
+    other_context = 0
     parse = TimeParser(zone(timezone)).parse
     calls: list[CdrCall] = []
     rejected: Counter[str] = Counter()
@@ -201,6 +209,9 @@ def read_cdr(path: Path | str, *, timezone: str = "UTC") -> CdrRead:
             uniqueid = row[16].strip()
             if line == 1 and start_text == "start" and uniqueid == "uniqueid":
                 continue  # a header some exporters add
+            if wanted is not None and row[3] not in wanted:
+                other_context += 1
+                continue
             if not uniqueid:
                 rejected["empty_uniqueid"] += 1
                 continue
@@ -245,7 +256,7 @@ def read_cdr(path: Path | str, *, timezone: str = "UTC") -> CdrRead:
                 )
             )
     calls.sort(key=_start)
-    return CdrRead(calls=calls, rejected=rejected, rows=line)
+    return CdrRead(calls=calls, rejected=rejected, rows=line, other_context=other_context)
 
 
 def _start(call: CdrCall) -> float:

@@ -89,18 +89,22 @@ def _precision_recall(report: ReplayReport, path: Path) -> Path:
     return path
 
 
+_DELAY_BINS = (*((n, n) for n in range(11)), (11, 20), (21, 50), (51, 100), (101, 500), (501, None))
+"""Detection-delay bars: each delay up to 10 calls, then wider ranges."""
+
+
 def _delays(report: ReplayReport, path: Path) -> Path:
     assert report.labelled is not None
     figure, axes = _figure()
     campaigns = report.labelled.campaigns
     delays = [c.delay for c in campaigns if c.delay is not None]
-    longest = max(delays, default=0)
-    counts = [0] * (longest + 1)
-    for delay in delays:
-        counts[delay] += 1
-    axes.bar(range(longest + 1), counts, width=0.9, color="tab:blue", label="detected")
+    counts = [sum(1 for d in delays if low <= d and (high is None or d <= high)) for low, high in _DELAY_BINS]
+    names = [str(low) if low == high else f"{low}+" if high is None else f"{low}-{high}" for low, high in _DELAY_BINS]
+    positions = list(range(len(names)))
+    axes.bar(positions, counts, width=0.8, color="tab:blue", label="detected")
     never = len(campaigns) - len(delays)
-    axes.bar([longest + 2], [never], width=0.9, color="tab:red", label=f"never detected ({never})")
+    axes.bar([len(names)], [never], width=0.8, color="tab:red", label=f"never detected ({never})")
+    axes.set_xticks([*positions, len(names)], [*names, "never"], rotation=45)
     axes.set_xlabel("calls of the campaign before its first block or screen")
     axes.set_ylabel("campaigns")
     axes.set_title(f"Detection delay of {len(campaigns)} abusive campaigns")
@@ -153,6 +157,14 @@ def _markdown(report: ReplayReport, images: list[str]) -> str:
             f"median {_delay(d.median)}, p90 {_delay(d.p90)} (never-detected campaigns counted as infinitely late); "
             f"{d.never_detected} never detected; over the detected ones median {_delay(d.median_detected)}, "
             f"p90 {_delay(d.p90_detected)}.",
+            "",
+            "Legitimate calls blocked or screened, by reason: "
+            + (", ".join(f"`{k}` {v}" for k, v in labelled.legit_caught_reasons.items()) or "none")
+            + ".",
+            "",
+            "Abusive calls connected, by reason: "
+            + (", ".join(f"`{k}` {v}" for k, v in list(labelled.abusive_missed_reasons.items())[:15]) or "none")
+            + ".",
             "",
             "### Per family",
             "",

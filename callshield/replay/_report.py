@@ -109,6 +109,10 @@ class LabelledFigures(msgspec.Struct, frozen=True, kw_only=True):
     curve: list[ThresholdPoint]
     detection: Detection
     campaigns: list[CampaignDelay]
+    legit_caught_reasons: dict[str, int] = {}
+    """Legitimate calls blocked or screened, by primary reason (what to tune first)."""
+    abusive_missed_reasons: dict[str, int] = {}
+    """Abusive calls connected, by primary reason."""
 
 
 class ReplayReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -215,6 +219,8 @@ def _labelled(rows: list[VerdictRow], labels: Mapping[str, Label]) -> LabelledFi
     families_after: dict[str, _Tally] = {}
     campaigns: dict[str, _Campaign] = {}
     score_counts = {LEGIT: [0] * 101, ABUSIVE: [0] * 101}
+    false_alarms: Counter[str] = Counter()
+    missed: Counter[str] = Counter()
     matched = 0
     for row in rows:
         label = labels.get(row.uniqueid)
@@ -228,7 +234,13 @@ def _labelled(rows: list[VerdictRow], labels: Mapping[str, Label]) -> LabelledFi
         if family is None:
             family = families[(kind, label.family)] = _Tally()
         family.add(decided)
-        if kind != ABUSIVE or not label.campaign:
+        if kind != ABUSIVE:
+            if decided in _CAUGHT:
+                false_alarms[row.reason] += 1
+            continue
+        if decided not in _CAUGHT:
+            missed[row.reason] += 1
+        if not label.campaign:
             continue
         campaign = campaigns.get(label.campaign)
         if campaign is None:
@@ -269,6 +281,8 @@ def _labelled(rows: list[VerdictRow], labels: Mapping[str, Label]) -> LabelledFi
         curve=_curve(score_counts[LEGIT], score_counts[ABUSIVE]),
         detection=_detection(delays),
         campaigns=delays,
+        legit_caught_reasons=_ordered(false_alarms),
+        abusive_missed_reasons=_ordered(missed),
     )
 
 
@@ -405,6 +419,16 @@ def format_report(report: ReplayReport) -> str:
         f"p90 {_num(d.p90)}; never detected {d.never_detected}; over detected ones: median "
         f"{_num(d.median_detected, '-')}, p90 {_num(d.p90_detected, '-')}"
     )
+    if labelled.legit_caught_reasons:
+        lines.append(
+            "legitimate calls blocked or screened, by reason: "
+            + ", ".join(f"{k} {v}" for k, v in list(labelled.legit_caught_reasons.items())[:10])
+        )
+    if labelled.abusive_missed_reasons:
+        lines.append(
+            "abusive calls connected, by reason: "
+            + ", ".join(f"{k} {v}" for k, v in list(labelled.abusive_missed_reasons.items())[:10])
+        )
     lines.append("per family:")
     for family in labelled.families:
         lines.append("  " + _share_line(f"{family.label}/{family.family}", family.share))

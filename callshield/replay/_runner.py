@@ -10,7 +10,9 @@ The outcome fed back is what happened *without* the firewall: the CDR says how t
 ended. The engine treats a call it blocked as never connected (it only closes the open call and
 learns no evidence from it); a screened call's real outcome is learned as if the caller had passed
 the challenge, since a replay cannot know how a challenge would have gone. No screening results
-are fed back, so pass allowances and failed-screening evidence never appear in a replay.
+are fed back, so pass allowances and failed-screening evidence never appear in a replay; the limit
+on challenges per caller (``screen:limit``) does, in enforce mode, as live. A shadow-mode replay
+connects every call, so it learns every outcome (blocked calls' too).
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import contextlib
 import heapq
 import math
 import shutil
+import sqlite3
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
 from typing import Final
 
@@ -116,9 +119,10 @@ def replay(
     scorer: Scorer | None = None,
     database: Path | None = None,
     flush_every: int = FLUSH_EVERY,
-) -> Iterator[ReplayRecord]:
+) -> Generator[ReplayRecord, None, None]:
     """Replay ``calls`` through a :class:`Firewall` on simulated time; yield one record per call.
 
+    Closing the generator early ends the replay (a kept ``database`` has everything decided so far).
     Records come in decision order (by start time, stable). ``verdict.features`` is the feature
     vector the live engine computes (:mod:`callshield.features`). The engine runs on a fresh
     temporary database, deleted when the iterator is exhausted or closed, or on ``database`` (an
@@ -136,17 +140,24 @@ def replay(
         firewall = Firewall(config=replay_config(config), conn=conn, clock=clock, scorer=scorer)
         try:
             yield from _run(ordered, firewall, clock, max(1, flush_every))
+        except GeneratorExit:  # the caller stopped early: what was decided so far is kept
+            _finish(firewall, conn, keep=scratch is None)
+            raise
         except BaseException:
             with contextlib.suppress(Exception):
                 conn.close()
             raise
-        if scratch is None:
-            firewall.close()  # with the snapshot of windows and sightings: the admin keeps this database
-        else:
-            conn.close()
+        _finish(firewall, conn, keep=scratch is None)
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _finish(firewall: Firewall, conn: sqlite3.Connection, *, keep: bool) -> None:
+    if keep:
+        firewall.close()  # with the snapshot of windows and sightings: the admin keeps this database
+    else:
+        conn.close()
 
 
 def replay_config(config: Config) -> Config:

@@ -91,3 +91,15 @@ def test_real_fixture(tmp_path: Path) -> None:
     result = cs(tmp_path, "replay", str(need_shared("cdr", "self_test__Master.csv")), "--out", "v.csv", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["calls"] == 2
+
+
+def test_context_filter(tmp_path: Path) -> None:
+    rows, _ = sweep_and_legit()
+    for row in rows[20:]:
+        row[3] = "from-internal"
+    cdr = write_cdr(tmp_path / "Master.csv", rows)
+    only_inbound = cs(tmp_path, "replay", str(cdr), "--out", "v.csv", "--context", "from-trunk", "--json")
+    assert only_inbound.returncode == 0, only_inbound.stderr
+    assert json.loads(only_inbound.stdout)["calls"] == 20 and "20 rows in other contexts" in only_inbound.stderr
+    nothing = cs(tmp_path, "replay", str(cdr), "--out", "v.csv", "--context", "from-pstn")
+    assert nothing.returncode == 5 and "40 rows in other contexts than from-pstn" in nothing.stderr

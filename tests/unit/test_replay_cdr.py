@@ -95,6 +95,7 @@ def test_time_parser_validates_and_handles_dst() -> None:
     parse = TimeParser(zone("UTC")).parse
     assert parse("2026-11-18 09:00:10") == utc("2026-11-18 09:00:10")
     assert parse("2026-11-18 09:00:10.250000") == utc("2026-11-18 09:00:10") + 0.25
+    assert parse("2026-11-18T09:00:10") == parse("2026-11-18 09:00:10+00:00") == utc("2026-11-18 09:00:10")
     for bad in (
         "2026-02-30 10:00:00",
         "2026-11-18 10:00:60",
@@ -131,3 +132,15 @@ def test_real_fixtures() -> None:
     assert all(call.start == float(call.uniqueid) for call in master.calls)
     cel = read_cdr(need_shared("cdr", "self_test__CELMaster1.csv"))
     assert not cel.calls and dict(cel.rejected) == {"columns": 16}  # a CEL file is not a CDR
+
+
+def test_only_the_inbound_context(tmp_path: Path) -> None:
+    lines = (FIXTURES / "malformed.csv").read_text().splitlines()
+    outbound = lines[0].replace('"from-trunk"', '"from-internal"').replace("1795050010.1", "out.1")
+    path = tmp_path / "mixed.csv"
+    path.write_text("\n".join([lines[0], outbound, lines[12]]) + "\n")
+    everything = read_cdr(path)
+    inbound = read_cdr(path, contexts=["from-trunk"])
+    assert len(everything.calls) == 3 and everything.other_context == 0
+    assert [c.uniqueid for c in inbound.calls] == ["1795049990.11", "1795050010.1"]
+    assert inbound.other_context == 1 and not inbound.rejected

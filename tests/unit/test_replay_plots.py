@@ -6,8 +6,10 @@ import json
 import struct
 from pathlib import Path
 
+import msgspec
+
 from callshield.config import Config
-from callshield.replay import build_report, write_report_dir
+from callshield.replay import ReplayReport, build_report, write_report_dir
 from tests.unit.test_replay_report import dataset
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -34,7 +36,9 @@ def test_labelled_report_dir(tmp_path: Path) -> None:
         assert f"]({image})" in summary
     assert "| abusive, after a campaign's first 10 calls | 6 | 5 (83.33%) |" in summary
     assert "| robocall | 2 | 0 | 3 | 11 |" in summary
-    assert json.loads((tmp_path / "report" / "report.json").read_text())["labelled"]["abusive"]["calls"] == 33
+    saved = (tmp_path / "report" / "report.json").read_bytes()
+    assert json.loads(saved)["labelled"]["abusive"]["calls"] == 33
+    assert msgspec.json.decode(saved, type=ReplayReport) == report  # plots can be redrawn from it
 
 
 def test_unlabelled_report_dir_has_the_score_plot_only(tmp_path: Path) -> None:

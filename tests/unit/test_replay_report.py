@@ -226,3 +226,19 @@ def test_labels_file(tmp_path: Path) -> None:
         read_labels(bad)
     with pytest.raises(LabelsError, match="cannot read"):
         read_labels(tmp_path / "missing.csv")
+
+
+def test_reasons_of_false_alarms_and_misses() -> None:
+    rows = [
+        VerdictRow("l1", 1, "block", "block", 90, "pattern:fanout"),
+        VerdictRow("l2", 2, "screen", "screen", 60, "pattern:fanout"),
+        VerdictRow("l3", 3, "block", "block", 95, "denylist:prefix"),
+        VerdictRow("l4", 4, "connect", "connect", 0, "clean"),
+        VerdictRow("a1", 5, "connect", "connect", 5, "number:new"),
+        VerdictRow("a2", 6, "block", "block", 100, "pattern:sweep"),
+    ]
+    labels = {f"l{i}": Label("legit", "business", "") for i in range(1, 5)}
+    labels |= {"a1": Label("abusive", "robocall", "r"), "a2": Label("abusive", "robocall", "r")}
+    labelled = figures(build_report(rows, labels, policy=Config().policy))
+    assert labelled.legit_caught_reasons == {"pattern:fanout": 2, "denylist:prefix": 1}
+    assert labelled.abusive_missed_reasons == {"number:new": 1}

@@ -12,7 +12,7 @@ from callshield.config import Config, parse_config
 from callshield.engine import Firewall
 from callshield.features import FEATURE_NAMES, F
 from callshield.replay import CdrCall, ReplayRecord, build_report, call_of, outcome_of, read_cdr, read_labels, replay
-from callshield.verdict import Action, Mode
+from callshield.verdict import Action, Mode, Reason
 from tests.unit.replay_support import CDR_START, cdr_row, sweep_and_legit, write_cdr, write_labels
 
 
@@ -139,3 +139,41 @@ def test_scratch_database_is_removed_and_state_is_kept(tmp_path: Path, monkeypat
     assert stored is not None and stored.ended is not None  # the decision and its outcome were written
     assert fw.store.row(12025550147) is not None
     fw.close()
+
+
+class _EveryoneIsSuspect:
+    """A stand-in learned model: scores every call 70 from the features it is given."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[float, ...]] = []
+
+    def score(self, features: tuple[float, ...]) -> tuple[int, tuple[Reason, ...]]:
+        self.seen.append(features)
+        return 70, (Reason(code="model:test", points=70.0, detail="test scorer"),)
+
+
+def test_a_scorer_replaces_the_built_in_one(tmp_path: Path) -> None:
+    rows, _ = sweep_and_legit()
+    scorer = _EveryoneIsSuspect()
+    calls = read_cdr(write_cdr(tmp_path / "Master.csv", rows)).calls
+    records = list(replay(calls, config=Config(), scorer=scorer))
+    assert all(r.verdict.score == 70 for r in records)
+    legit = [r.verdict for r in records if r.cdr.uniqueid.startswith("legit")]
+    assert {(v.decided, v.reason) for v in legit} == {(Action.SCREEN, "model:test")}
+    sweep = [(r.verdict.decided, r.verdict.reason) for r in records if r.cdr.uniqueid.startswith("sweep")]
+    # The same caller: three challenges an hour (screening.max_challenges), then blocked.
+    assert sweep == [(Action.SCREEN, "model:test")] * 3 + [(Action.BLOCK, "screen:limit")] * 17
+    assert scorer.seen == [r.verdict.features for r in records]  # the model saw the live vector
+
+
+def test_stopping_early_keeps_what_was_decided(tmp_path: Path) -> None:
+    rows, _ = sweep_and_legit()
+    calls = read_cdr(write_cdr(tmp_path / "Master.csv", rows)).calls
+    state = tmp_path / "state.sqlite3"
+    records = replay(calls, config=Config(), database=state)
+    first = [next(records) for _ in range(5)]
+    records.close()
+    conn = db.connect(state)
+    assert conn.execute("SELECT count(*) FROM decisions").fetchone()[0] == 5
+    assert {row[0] for row in conn.execute("SELECT id FROM decisions")} == {r.verdict.id for r in first}
+    conn.close()
