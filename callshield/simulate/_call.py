@@ -78,13 +78,13 @@ class Outcome:
             noanswer_ring_max=int(params["noanswer_ring_max"]),
         )
 
-    def draw(self, rng: random.Random, answer: float | None = None) -> tuple[str, int, int]:
-        """(disposition, ring seconds, billsec); ``answer`` overrides the answer probability."""
+    def draw(self, rng: random.Random) -> tuple[str, int, int]:
+        """(disposition, ring seconds, billsec)."""
         random = rng.random
         u = random()
-        p_answer = self.answer if answer is None else answer
+        p_answer = self.answer
         if u < p_answer:
-            billsec = min(self.billsec_max, max(1, int(rng.lognormvariate(self.mu, self.sigma))))
+            billsec = min(self.billsec_max, max(1, int(math.exp(self.mu + self.sigma * rng.gauss()))))
             return ANSWERED, self.ring_min + int(random() * (self.ring_max - self.ring_min + 1)), billsec
         u -= p_answer
         if u < self.busy:

@@ -29,11 +29,16 @@ _DIAL_TIMEOUT: Final = 30
 
 
 def _quote(text: str) -> str:
-    return '"' + text.replace('"', '""') + '"' if '"' in text else f'"{text}"'
+    return '"' + text.replace('"', '""') + '"'
 
 
 _DAY: Final = MAX_CALL_SECONDS
 # A call lasts at most MAX_CALL_SECONDS (one day, checked in _mix): the table covers its end.
+
+
+def _caller_fields(src: str, name: str) -> tuple[str, str]:
+    """The quoted src and clid fields (``ast_callerid_merge``'s clid)."""
+    return _quote(src), _quote(f'"{name}" <{src}>' if name and src else name or src)
 
 
 def _two_days(day_start: int, times: list[str]) -> list[str]:
@@ -58,6 +63,7 @@ def write_cdr(out: TextIO, calls: Iterable[SimCall], dids: Sequence[Did], channe
     middles = [f'"{did.delivered}","{_CONTEXT}",' for did in dids]
     dials = [f'"Dial","PJSIP/{did.extension},{_DIAL_TIMEOUT}",' for did in dids]
     dst_prefixes = [f'"PJSIP/{did.extension}-' for did in dids]
+    callers: dict[tuple[str, str], tuple[str, str]] = {}
     rows = 0
     write = out.write
     for call in calls:
@@ -70,13 +76,10 @@ def write_cdr(out: TextIO, calls: Iterable[SimCall], dids: Sequence[Did], channe
         else:
             dstchannel = f'{dst_prefixes[index]}{dst_seq & 0xFFFF_FFFF:08x}"'
             dst_seq += 1
-        src, name = call.src, call.name
-        if '"' in src or '"' in name:
-            src_field = _quote(src)
-            clid = _quote(f'"{name}" <{src}>' if name and src else name or src)
-        else:
-            src_field = f'"{src}"'
-            clid = f'"""{name}"" <{src}>"' if name and src else f'"{name or src}"'
+        key = (call.src, call.name)
+        caller_fields = callers.get(key)
+        if caller_fields is None:
+            caller_fields = callers[key] = _caller_fields(*key)
         start, ring, billsec = call.start, call.ring, call.billsec
         duration = ring + billsec
         offset = start - day_start
@@ -86,7 +89,7 @@ def write_cdr(out: TextIO, calls: Iterable[SimCall], dids: Sequence[Did], channe
             offset = start - day_start
         answer = stamps[offset + ring] if call.disposition == ANSWERED else ""
         write(
-            f'"",{src_field},{middles[index]}{clid},{channels[trunk]}{sequence & 0xFFFF_FFFF:08x}",'
+            f'"",{caller_fields[0]},{middles[index]}{caller_fields[1]},{channels[trunk]}{sequence & 0xFFFF_FFFF:08x}",'
             f'{dstchannel},{dials[index]}"{stamps[offset]}","{answer}","{stamps[offset + duration]}",'
             f'{duration},{billsec},"{call.disposition}","DOCUMENTATION","{call.uniqueid}",""\n'
         )

@@ -82,10 +82,12 @@ class Context:
     outcome: Outcome = field(init=False)
     profile: str = field(init=False)
     """The family's diurnal profile (see _time.py)."""
+    _draw_start: Callable[[random.Random], int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.outcome = Outcome.from_params(self.params)
         self.profile = str(self.params["profile"])
+        self._draw_start = self.timeline.sampler(self.profile)
 
     def num(self, key: str) -> float:
         return float(self.params[key])
@@ -118,7 +120,7 @@ class Context:
     def when(self, window: tuple[int, int] | None = None) -> int:
         """A start time drawn from the family's profile, inside ``window`` (whole hours) when given."""
         if window is None:
-            return self.timeline.draw(self.rng, self.profile)
+            return self._draw_start(self.rng)
         start = self.timeline.start
         return self.timeline.draw(self.rng, self.profile, ((window[0] - start) // 3600, (window[1] - start) // 3600))
 
@@ -138,23 +140,22 @@ class Context:
         caller: str | None,
         name: str,
         campaign: str,
-        *,
         presentation: tuple[str, str, str] | None = None,
-        answer: float | None = None,
     ) -> SimCall | None:
         """Record one call (None when ``start`` falls outside the window). ``presentation`` is
         (src, name, form) for a caller without a number."""
-        if not self.timeline.start <= start < self.timeline.end:
+        timeline, rng = self.timeline, self.rng
+        if not timeline.start <= start < timeline.end:
             return None
-        disposition, ring, billsec = self.outcome.draw(self.rng, answer)
+        disposition, ring, billsec = self.outcome.draw(rng)
         if presentation is not None:
             src, name, form = presentation
         elif caller is None:
             raise ValueError("a call needs a caller number or a presentation")
-        elif self.rng.random() < _JUNK_SHARE:
-            src, form = choice(self.rng, _JUNK), "junk"
+        elif rng.random() < _JUNK_SHARE:
+            src, form = choice(rng, _JUNK), "junk"
         else:
-            src, form = did.trunk.deliver(self.rng, caller)
+            src, form = did.trunk.deliver(rng, caller)
         call = SimCall(
             start, ring, billsec, disposition, did.index, src, name, form, caller, self.family, campaign, self.abusive
         )

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Final
 
-from callshield.simulate._call import SimCall
+from callshield.simulate._call import ANSWERED, SimCall
 from callshield.simulate._families import FAMILY_FUNCTIONS, Business, Context
 from callshield.simulate._mix import ABUSIVE_FAMILIES, FAMILIES, Mix, load_mix
 from callshield.simulate._pool import NumberPool
@@ -66,19 +66,20 @@ class Simulation:
         rows: Counter[str] = Counter()
         answered: Counter[str] = Counter()
         campaigns: dict[str, set[str]] = {family: set() for family in FAMILIES}
-        callers: dict[str, set[str]] = {family: set() for family in FAMILIES}
+        callers: dict[str, set[str | None]] = {family: set() for family in FAMILIES}
         for call in self.calls:
-            rows[call.family] += 1
-            answered[call.family] += call.answered
-            campaigns[call.family].add(call.campaign)
-            if call.caller is not None:
-                callers[call.family].add(call.caller)
+            family = call.family
+            rows[family] += 1
+            if call.disposition == ANSWERED:
+                answered[family] += 1
+            campaigns[family].add(call.campaign)
+            callers[family].add(call.caller)
         return {
             family: {
                 "rows": rows[family],
                 "answered": answered[family],
                 "campaigns": len(campaigns[family]),
-                "caller_numbers": len(callers[family]),
+                "caller_numbers": len(callers[family] - {None}),
             }
             for family in FAMILIES
         }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
@@ -102,6 +103,22 @@ class Timeline:
         before = cumulative[index] - weight
         fraction = (pick - before) / weight if weight > 0 else rng.random()
         return self.start + index * 3600 + min(3599, int(fraction * 3600))
+
+    def sampler(self, profile: str) -> Callable[[random.Random], int]:
+        """``lambda rng: self.draw(rng, profile)`` for the whole window, with its tables bound (the hot path)."""
+        table = self._profile(profile)
+        cumulative, weights, start, last = table.cumulative, table.weights, self.start, self.hours - 1
+        total = cumulative[-1]
+        bisect_right = bisect.bisect_right
+
+        def draw(rng: random.Random) -> int:
+            pick = rng.random() * total
+            index = bisect_right(cumulative, pick, 0, last)
+            weight = weights[index]
+            fraction = (pick - cumulative[index] + weight) / weight if weight > 0 else rng.random()
+            return start + index * 3600 + min(3599, int(fraction * 3600))
+
+        return draw
 
     def _profile(self, profile: str) -> _Cumulative:
         table = self._profiles.get(profile)
