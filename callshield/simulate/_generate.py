@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from callshield.simulate._call import ANSWERED, SimCall
 from callshield.simulate._families import FAMILY_FUNCTIONS, Business, Context
@@ -46,6 +47,10 @@ class SimulationOptions:
             raise ValueError(f"dids must be between 1 and {MAX_DIDS}, got {self.dids}")
         if not 0 <= self.scale <= 100:
             raise ValueError(f"scale must be between 0 and 100, got {self.scale}")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {self.timezone!r}") from exc
 
 
 @dataclass(frozen=True, slots=True)

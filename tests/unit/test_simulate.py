@@ -173,6 +173,8 @@ def test_options_are_validated() -> None:
         SimulationOptions(hours=0)
     with pytest.raises(ValueError, match="dids"):
         SimulationOptions(dids=0)
+    with pytest.raises(ValueError, match="unknown time zone 'Mars/Olympus'"):
+        SimulationOptions(timezone="Mars/Olympus")
 
 
 def test_scale_multiplies_volume() -> None:

@@ -8,6 +8,8 @@ import pytest
 
 from callshield.errors import ConfigError
 from callshield.simulate import DEFAULTS, FAMILIES, PRESETS, MixError, load_mix
+from callshield.simulate._mix import PROFILES
+from callshield.simulate._time import HOURLY
 
 
 def write(tmp_path: Path, text: str) -> str:
@@ -26,6 +28,12 @@ def test_presets_are_complete_and_differ() -> None:
         assert all(set(mix.families[family]) == set(DEFAULTS[family]) for family in FAMILIES)
         if name != "default":
             assert mix.to_dict() != default.to_dict()
+
+
+def test_every_profile_has_an_hourly_shape() -> None:
+    assert set(PROFILES) == set(HOURLY)
+    for hourly, weekend in HOURLY.values():
+        assert len(hourly) == 24 and min(hourly) >= 0 and weekend > 0
 
 
 def test_toml_file_overrides_a_base_preset(tmp_path: Path) -> None:
