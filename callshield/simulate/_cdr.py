@@ -10,7 +10,7 @@ or the name alone without a number.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Final, TextIO
 
@@ -50,15 +50,18 @@ def _two_days(day_start: int, times: list[str]) -> list[str]:
     return stamps
 
 
-def write_cdr(out: TextIO, calls: Iterable[SimCall], dids: Sequence[Did], channel_base: Mapping[str, int]) -> int:
-    """Write ``calls`` (in time order) as Master.csv rows; returns the number of rows."""
+def write_cdr(out: TextIO, calls: Iterable[SimCall], dids: Sequence[Did], first_channel: int) -> int:
+    """Write ``calls`` (in time order) as Master.csv rows; returns the number of rows.
+
+    Channel names end in Asterisk's one global channel counter, starting at ``first_channel``: the
+    inbound channel takes the next value, the dialled leg (unless the call failed) the one after.
+    """
     times = [f"{h:02d}:{m:02d}:{s:02d}" for h in range(24) for m in range(60) for s in range(60)]
     day_start, stamps = -1, []
     trunk_names = sorted({did.trunk.name for did in dids})
     trunk_of = [trunk_names.index(did.trunk.name) for did in dids]
-    channel_seq = [channel_base[name] for name in trunk_names]
     channels = [f'"PJSIP/trunk-{name}-' for name in trunk_names]
-    dst_seq = min(channel_base.values(), default=0) + 1
+    sequence = first_channel
     # Per DID: the fixed text after src ('"dst","context",') and after dstchannel ('"Dial","PJSIP/ext,30",').
     middles = [f'"{did.delivered}","{_CONTEXT}",' for did in dids]
     dials = [f'"Dial","PJSIP/{did.extension},{_DIAL_TIMEOUT}",' for did in dids]
@@ -69,13 +72,13 @@ def write_cdr(out: TextIO, calls: Iterable[SimCall], dids: Sequence[Did], channe
     for call in calls:
         index = call.did
         trunk = trunk_of[index]
-        sequence = channel_seq[trunk]
-        channel_seq[trunk] = sequence + 1
+        channel = sequence & 0xFFFF_FFFF
+        sequence += 1
         if call.disposition == FAILED:
             dstchannel = '""'
         else:
-            dstchannel = f'{dst_prefixes[index]}{dst_seq & 0xFFFF_FFFF:08x}"'
-            dst_seq += 1
+            dstchannel = f'{dst_prefixes[index]}{sequence & 0xFFFF_FFFF:08x}"'
+            sequence += 1
         key = (call.src, call.name)
         caller_fields = callers.get(key)
         if caller_fields is None:
@@ -89,7 +92,7 @@ def write_cdr(out: TextIO, calls: Iterable[SimCall], dids: Sequence[Did], channe
             offset = start - day_start
         answer = stamps[offset + ring] if call.disposition == ANSWERED else ""
         write(
-            f'"",{caller_fields[0]},{middles[index]}{caller_fields[1]},{channels[trunk]}{sequence & 0xFFFF_FFFF:08x}",'
+            f'"",{caller_fields[0]},{middles[index]}{caller_fields[1]},{channels[trunk]}{channel:08x}",'
             f'{dstchannel},{dials[index]}"{stamps[offset]}","{answer}","{stamps[offset + duration]}",'
             f'{duration},{billsec},"{call.disposition}","DOCUMENTATION","{call.uniqueid}",""\n'
         )

@@ -61,8 +61,8 @@ class Simulation:
     dids: list[Did]
     calls: list[SimCall]
     pool: NumberPool
-    channel_base: dict[str, int]
-    """Per trunk: the first channel sequence number (Asterisk's counters do not start at 0)."""
+    first_channel: int
+    """Asterisk's global channel counter at the first call (a running PBX's counter is far from 0)."""
     businesses: list[Business]
     generation_seconds: float
 
@@ -123,15 +123,13 @@ def simulate(options: SimulationOptions, pool: NumberPool) -> Simulation:
     base = world_rng.randrange(1, 5000)
     for sequence, call in enumerate(calls, start=base):
         call.uniqueid = f"{call.start}.{sequence}"
-    channel_base = {did.trunk.name: 0 for did in dids}
-    for name in sorted(channel_base):
-        channel_base[name] = world_rng.randrange(0x1000, 0x8000_0000)
+    first_channel = world_rng.randrange(0x1000, 0x8000_0000)
     return Simulation(
         options=options,
         dids=dids,
         calls=calls,
         pool=pool,
-        channel_base=channel_base,
+        first_channel=first_channel,
         businesses=businesses,
         generation_seconds=time.perf_counter() - began,
     )
