@@ -179,11 +179,13 @@ def poisson(rng: random.Random, lam: float) -> int:
     return count
 
 
-def _weighted(rng: random.Random, n: int, sigma: float = 1.0) -> list[float]:
-    """Cumulative activity weights of ``n`` actors (log-normal: a few are much busier than most)."""
+def _weighted(rng: random.Random, n: int, sigma: float = 0.8, cap: float | None = 4.0) -> list[float]:
+    """Cumulative activity weights of ``n`` actors: log-normal (some are busier than most), cut at
+    ``cap`` times the median so that no legitimate person calls like a dialer."""
     running, cumulative = 0.0, []
     for _ in range(n):
-        running += rng.lognormvariate(0.0, sigma)
+        weight = rng.lognormvariate(0.0, sigma)
+        running += weight if cap is None else min(weight, cap)
         cumulative.append(running)
     return cumulative
 
@@ -232,7 +234,7 @@ def repeat(ctx: Context) -> None:
         callers.append((f"repeat-{index}", ctx.numbers.nanp(home=home), _person_name(rng, 0.4), ctx.random_did()))
     if not callers:
         return
-    weights = _weighted(rng, len(callers), 0.6)
+    weights = _weighted(rng, len(callers), 0.6, 2.5)
     redial, delay_mu = ctx.num("redial_after_miss"), math.log(max(1.0, ctx.num("redial_delay_median")))
     for _ in range(ctx.n_calls(ctx.num("calls_per_hour") * ctx.volume)):
         campaign, number, name, did = callers[_pick(rng, weights)]
@@ -258,7 +260,7 @@ def business(ctx: Context) -> None:
         ctx.businesses.append(Business(campaign, number, name))
     if not actors:
         return
-    weights = _weighted(rng, len(actors), 0.8)
+    weights = _weighted(rng, len(actors), 0.8, None)
     for _ in range(ctx.n_calls(ctx.num("calls_per_hour") * ctx.volume)):
         campaign, number, name, customers = actors[_pick(rng, weights)]
         ctx.emit(ctx.when(), choice(rng, customers), number, name, campaign)

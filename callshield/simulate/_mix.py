@@ -121,8 +121,8 @@ DEFAULTS: Final[dict[str, dict[str, Value]]] = {
     },
     "repeat": {
         "enabled": True,
-        "calls_per_hour": 250.0,
-        "callers": 250,
+        "calls_per_hour": 150.0,
+        "callers": 300,
         "redial_after_miss": 0.6,
         "redial_delay_median": 120.0,
         **_outcome(0.62, 0.06, 0.01, 240.0, 1.0, "personal"),
