@@ -283,12 +283,15 @@ def callback(ctx: Context) -> None:
 def short(ctx: Context) -> None:
     """Short but legitimate: wrong numbers, 'call me back', quick confirmations; some hang up while ringing."""
     rng = ctx.rng
-    numbers = [ctx.numbers.nanp(home=rng.random() < 0.8) for _ in range(ctx.count("callers"))]
-    if not numbers:
+    callers = [
+        (ctx.numbers.nanp(home=rng.random() < 0.8), _person_name(rng, 0.45)) for _ in range(ctx.count("callers"))
+    ]
+    if not callers:
         return
     for _ in range(ctx.n_calls(ctx.num("calls_per_hour") * ctx.volume)):
-        index = rng.randrange(len(numbers))
-        ctx.emit(ctx.when(), ctx.random_did(), numbers[index], _person_name(rng, 0.45), f"short-{index}")
+        index = int(rng.random() * len(callers))
+        number, name = callers[index]
+        ctx.emit(ctx.when(), ctx.random_did(), number, name, f"short-{index}")
 
 
 def burst(ctx: Context) -> None:
