@@ -119,7 +119,7 @@ def build_dids(rng: random.Random, count: int) -> list[Did]:
         npa = choice(rng, NODE_NPAS)
         nxx = rng.randrange(200, 1000)
         exchange = npa * 1000 + nxx
-        if nxx % 100 == 11 or nxx == 555 or exchange in used_exchanges or not _valid(f"+1{exchange}4567"):
+        if nxx % 100 == 11 or nxx == 555 or exchange in used_exchanges or not _valid(1, f"{exchange}4567"):
             continue
         used_exchanges.add(exchange)
         blocks = min(choice(rng, (1, 2, 3)), (remaining + 99) // 100)
@@ -139,8 +139,10 @@ def build_dids(rng: random.Random, count: int) -> list[Did]:
     return dids
 
 
-def _valid(e164: str) -> bool:
-    return bool(phonenumbers.is_valid_number(phonenumbers.parse(e164)))
+def _valid(country_code: int, national: str) -> bool:
+    """``phonenumbers.is_valid_number`` of +``country_code`` ``national`` (no text parsing)."""
+    number = phonenumbers.PhoneNumber(country_code=country_code, national_number=int(national))
+    return bool(phonenumbers.is_valid_number(number))
 
 
 @dataclass
@@ -158,7 +160,7 @@ class Numbers:
     foreign_used: set[str] = field(default_factory=set)
     """International numbers already given to a caller."""
     _exchanges: dict[int, list[int]] = field(default_factory=dict)
-    _examples: dict[str, tuple[str, str, int]] = field(default_factory=dict)
+    _examples: dict[str, tuple[int, str, int]] = field(default_factory=dict)
 
     def for_family(self, rng: random.Random) -> Numbers:
         """The same tables and used numbers, drawing with a family's own ``rng``."""
@@ -241,26 +243,24 @@ class Numbers:
                 found = phonenumbers.example_number_for_type(source, kind)
                 if found is None:
                     found = phonenumbers.example_number_for_type(source, phonenumbers.PhoneNumberType.MOBILE)
-            if found is None:
+            if found is None or found.country_code is None:
                 raise ValueError(f"phonenumbers has no example number for {key}")
             national = phonenumbers.national_significant_number(found)
-            example = self._examples[key] = (
-                f"+{found.country_code}",
-                national[: max(2, len(national) - 5)],
-                len(national),
-            )
-        prefix, kept, length = example
+            kept = national[: max(2, len(national) - 5)]
+            example = self._examples[key] = (found.country_code, kept, len(national))
+        country_code, kept, length = example
         fallback = None
         for _ in range(200):
-            e164 = prefix + kept + "".join(str(int(self.rng.random() * 10)) for _ in range(length - len(kept)))
+            candidate = kept + "".join(str(int(self.rng.random() * 10)) for _ in range(length - len(kept)))
+            e164 = f"+{country_code}{candidate}"
             if e164 in self.foreign_used:
                 continue
             fallback = fallback or e164
-            if _valid(e164):
+            if _valid(country_code, candidate):
                 self.foreign_used.add(e164)
                 return e164
         if fallback is None:
-            raise ValueError(f"no unused number left near {prefix}{kept}")
+            raise ValueError(f"no unused number left near +{country_code}{kept}")
         self.foreign_used.add(fallback)
         return fallback
 
@@ -273,7 +273,7 @@ class Numbers:
                 nxx = rng.randrange(200, 1000)
                 if nxx % 100 == 11 or nxx == 555:
                     continue
-                if _valid(f"+1{npa}{nxx}{rng.randrange(10_000):04d}"):
+                if _valid(1, f"{npa}{nxx}{rng.randrange(10_000):04d}"):
                     exchanges.append(npa * 1000 + nxx)
                     if len(exchanges) >= _EXCHANGES_PER_NPA:
                         break
