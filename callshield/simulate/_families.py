@@ -1,7 +1,8 @@
 """The traffic families: each one a function that emits the calls of its callers or campaigns.
 
 Every family draws from its own ``random.Random`` (seeded from the simulation seed and the family's
-name), so changing one family's parameters leaves the other families' calls unchanged. Parameters
+name), so changing one family's parameters leaves the other families' calls unchanged, except where
+numbers must stay distinct across families (a collision makes a later family draw again). Parameters
 are documented in ``docs/simulate.md``; defaults are in ``_mix.py``.
 """
 
