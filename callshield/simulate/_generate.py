@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 from collections import Counter
@@ -10,6 +11,8 @@ from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import numpy as np
 
 from callshield.simulate._call import ANSWERED, SimCall
 from callshield.simulate._families import FAMILY_FUNCTIONS, Business, Context
@@ -104,12 +107,15 @@ def simulate(options: SimulationOptions, pool: NumberPool) -> Simulation:
         params = options.mix.families[family]
         if not params["enabled"]:
             continue
-        rng = random.Random(f"callshield-simulate:{options.seed}:{family}")
+        key = f"callshield-simulate:{options.seed}:{family}"
+        rng = random.Random(key)
+        generator = np.random.default_rng(int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big"))
         context = Context(
             family=family,
             abusive=family in ABUSIVE_FAMILIES,
             params=params,
             rng=rng,
+            generator=generator,
             timeline=timeline,
             dids=dids,
             numbers=numbers.for_family(rng),

@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from typing import Final
 from zoneinfo import ZoneInfo
 
+import numpy as np
+
 __all__ = ["HOURLY", "Timeline"]
 
 _NIGHT: Final = 0.02
@@ -103,6 +105,25 @@ class Timeline:
         before = cumulative[index] - weight
         fraction = (pick - before) / weight if weight > 0 else rng.random()
         return self.start + index * 3600 + min(3599, int(fraction * 3600))
+
+    def draw_many(
+        self, generator: np.random.Generator, profile: str, n: int, hours: tuple[int, int] | None = None
+    ) -> list[int]:
+        """``n`` start times at once, with the density of :meth:`draw`."""
+        table = self._profile(profile)
+        cumulative = np.asarray(table.cumulative)
+        low, high = (0, self.hours) if hours is None else (max(0, hours[0]), min(self.hours, hours[1]))
+        if high <= low:
+            low, high = min(low, self.hours - 1), min(low, self.hours - 1) + 1
+        floor = cumulative[low - 1] if low > 0 else 0.0
+        pick = floor + generator.random(n) * (cumulative[high - 1] - floor)
+        index = np.minimum(np.searchsorted(cumulative, pick, side="right"), high - 1)
+        weights = np.asarray(table.weights)[index]
+        before = cumulative[index] - weights
+        fraction = np.divide(pick - before, weights, out=np.zeros(n), where=weights > 0)
+        seconds = np.minimum((fraction * 3600).astype(np.int64), 3599)
+        starts: list[int] = (self.start + index * 3600 + seconds).tolist()
+        return starts
 
     def sampler(self, profile: str) -> Callable[[random.Random], int]:
         """``lambda rng: self.draw(rng, profile)`` for the whole window, with its tables bound (the hot path)."""
