@@ -58,27 +58,29 @@ def write_cdr(out: TextIO, calls: Iterable[SimCall], dids: Sequence[Did], first_
     """
     times = [f"{h:02d}:{m:02d}:{s:02d}" for h in range(24) for m in range(60) for s in range(60)]
     day_start, stamps = -1, []
-    trunk_names = sorted({did.trunk.name for did in dids})
-    trunk_of = [trunk_names.index(did.trunk.name) for did in dids]
-    channels = [f'"PJSIP/trunk-{name}-' for name in trunk_names]
-    sequence = first_channel
-    # Per DID: the fixed text after src ('"dst","context",') and after dstchannel ('"Dial","PJSIP/ext,30",').
+    sequence = first_channel  # below 2**31: 8 hex digits for the next two billion channels
+    # Per DID: the text after src ('"dst","context",'), the channel's prefix, the dialled leg's prefix
+    # and the text after dstchannel ('"Dial","PJSIP/ext,30",').
     middles = [f'"{did.delivered}","{_CONTEXT}",' for did in dids]
-    dials = [f'"Dial","PJSIP/{did.extension},{_DIAL_TIMEOUT}",' for did in dids]
+    channels = [f'"PJSIP/trunk-{did.trunk.name}-' for did in dids]
     dst_prefixes = [f'"PJSIP/{did.extension}-' for did in dids]
+    dials = [f'"Dial","PJSIP/{did.extension},{_DIAL_TIMEOUT}",' for did in dids]
+    tails = {
+        disposition: f',"{disposition}","DOCUMENTATION","' for disposition in (ANSWERED, "NO ANSWER", "BUSY", FAILED)
+    }
     callers: dict[tuple[str, str], tuple[str, str]] = {}
     rows = 0
     write = out.write
     for call in calls:
         index = call.did
-        trunk = trunk_of[index]
-        channel = sequence & 0xFFFF_FFFF
-        sequence += 1
-        if call.disposition == FAILED:
+        disposition = call.disposition
+        channel = sequence
+        if disposition == FAILED:
             dstchannel = '""'
-        else:
-            dstchannel = f'{dst_prefixes[index]}{sequence & 0xFFFF_FFFF:08x}"'
             sequence += 1
+        else:
+            dstchannel = f'{dst_prefixes[index]}{sequence + 1:08x}"'
+            sequence += 2
         key = (call.src, call.name)
         caller_fields = callers.get(key)
         if caller_fields is None:
@@ -90,11 +92,11 @@ def write_cdr(out: TextIO, calls: Iterable[SimCall], dids: Sequence[Did], first_
             day_start = start - start % _DAY
             stamps = _two_days(day_start, times)
             offset = start - day_start
-        answer = stamps[offset + ring] if call.disposition == ANSWERED else ""
+        answer = stamps[offset + ring] if disposition == ANSWERED else ""
         write(
-            f'"",{caller_fields[0]},{middles[index]}{caller_fields[1]},{channels[trunk]}{channel:08x}",'
+            f'"",{caller_fields[0]},{middles[index]}{caller_fields[1]},{channels[index]}{channel:08x}",'
             f'{dstchannel},{dials[index]}"{stamps[offset]}","{answer}","{stamps[offset + duration]}",'
-            f'{duration},{billsec},"{call.disposition}","DOCUMENTATION","{call.uniqueid}",""\n'
+            f'{duration},{billsec}{tails[disposition]}{call.uniqueid}",""\n'
         )
         rows += 1
     return rows
