@@ -87,3 +87,17 @@ def test_unknown_preset_and_missing_file() -> None:
         load_mix("loud")
     with pytest.raises(MixError, match="cannot read mix file"):
         load_mix("/nonexistent/mix.toml")
+
+
+def test_lazy_exports_resolve_and_the_cli_import_stays_light() -> None:
+    import subprocess
+    import sys
+
+    import callshield.simulate as package
+
+    assert set(package.__all__) <= set(dir(package))
+    for name in package.__all__:
+        assert getattr(package, name) is not None
+    code = "import sys, callshield.cli; print('numpy' in sys.modules, 'callshield.simulate._generate' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "False"]
