@@ -82,13 +82,6 @@ class Timeline:
             return 0.0
         return cumulative[high - 1] - (cumulative[low - 1] if low > 0 else 0.0)
 
-    def weight(self, profile: str, when: int) -> float:
-        """The normalised weight of ``profile`` at the hour containing ``when`` (0 outside the window)."""
-        index = (when - self.start) // 3600
-        if not 0 <= index < self.hours:
-            return 0.0
-        return self._profile(profile).weights[index]
-
     def draw(self, rng: random.Random, profile: str, hours: tuple[int, int] | None = None) -> int:
         """A start time (epoch seconds) with the density of ``profile``, within the window's hours
         ``hours[0] <= hour index < hours[1]`` when given. One uniform draw: the hour by inverse CDF,

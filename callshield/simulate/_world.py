@@ -56,9 +56,6 @@ class Trunk:
     nanp_form: str  # 'e164', 'nanp11' or 'national10'
     intl_form: str  # 'e164' or 'intl011'
 
-    def channel_prefix(self) -> str:
-        return f"PJSIP/trunk-{self.name}-"
-
     def deliver_did(self, e164: str) -> str:
         return _nanp_as(e164, self.nanp_form)
 
