@@ -115,7 +115,10 @@ def simulate_command(
     pool_seconds = time.perf_counter() - began
     began = time.perf_counter()
     simulation = sim.simulate(options, pool)
-    sim.write_simulation(out_dir, simulation)
+    try:
+        sim.write_simulation(out_dir, simulation)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write the simulation to {out_dir}: {exc.strerror or exc}") from exc
     seconds = time.perf_counter() - began
     abusive = sum(call.abusive for call in simulation.calls)
     rows = len(simulation.calls)

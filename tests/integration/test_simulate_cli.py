@@ -87,3 +87,11 @@ def test_missing_ftc_data_warns_and_uses_the_synthetic_pool(tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr
     assert "synthetic" in result.stderr
     assert json.loads((out / "simulation.json").read_text())["pool"]["source"] == "synthetic"
+
+
+def test_an_unwritable_output_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = cs(tmp_path, "--out", str(blocker / "run"), "--hours", "1", "--dids", "100", "--synthetic-pool")
+    assert result.returncode == 1 and "cannot write the simulation" in result.stderr
+    assert "Traceback" not in result.stderr
