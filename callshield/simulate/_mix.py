@@ -201,7 +201,7 @@ DEFAULTS: Final[dict[str, dict[str, Value]]] = {
     "snowshoe": {
         "enabled": True,
         "campaigns": 2,
-        "calls_per_hour": 60.0,
+        "calls_per_hour": 40.0,
         "numbers_per_campaign": 400,
         "max_calls_per_number": 3,
         **_outcome(0.30, 0.03, 0.05, 15.0, 0.8, "robocall", billsec_max=300),
