@@ -23,7 +23,9 @@ from callshield.simulate._world import Did, Numbers, build_dids
 
 __all__ = ["GENERATOR_VERSION", "Simulation", "SimulationOptions", "simulate"]
 
-GENERATOR_VERSION: Final = "callshield-simulate/1"
+GENERATOR_VERSION: Final = "callshield-simulate/2"
+"""Bumped whenever the same seed and options give different files (2: batched draws, capped activity,
+one channel counter, all-day snowshoe, fresh international numbers)."""
 DEFAULT_START: Final = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday
 DIDS_PER_VOLUME_UNIT: Final = 2000
 MAX_DIDS: Final = 100_000
