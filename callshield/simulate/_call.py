@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
+import numpy as np
+
 from callshield.simulate._mix import Value
 
 __all__ = ["ANSWERED", "BUSY", "FAILED", "NO_ANSWER", "Outcome", "SimCall"]
@@ -16,6 +18,7 @@ ANSWERED: Final = "ANSWERED"
 NO_ANSWER: Final = "NO ANSWER"
 BUSY: Final = "BUSY"
 FAILED: Final = "FAILED"
+_DISPOSITIONS: Final = (ANSWERED, BUSY, FAILED, NO_ANSWER)
 
 
 @dataclass(slots=True)
@@ -78,13 +81,13 @@ class Outcome:
             noanswer_ring_max=int(params["noanswer_ring_max"]),
         )
 
-    def draw(self, rng: random.Random, answer: float | None = None) -> tuple[str, int, int]:
-        """(disposition, ring seconds, billsec); ``answer`` overrides the answer probability."""
+    def draw(self, rng: random.Random) -> tuple[str, int, int]:
+        """(disposition, ring seconds, billsec)."""
         random = rng.random
         u = random()
-        p_answer = self.answer if answer is None else answer
+        p_answer = self.answer
         if u < p_answer:
-            billsec = min(self.billsec_max, max(1, int(rng.lognormvariate(self.mu, self.sigma))))
+            billsec = min(self.billsec_max, max(1, int(math.exp(self.mu + self.sigma * rng.gauss()))))
             return ANSWERED, self.ring_min + int(random() * (self.ring_max - self.ring_min + 1)), billsec
         u -= p_answer
         if u < self.busy:
@@ -93,3 +96,22 @@ class Outcome:
             return FAILED, 0, 0
         spread = self.noanswer_ring_max - self.noanswer_ring_min + 1
         return NO_ANSWER, self.noanswer_ring_min + int(random() * spread), 0
+
+    def draw_many(self, generator: np.random.Generator, n: int) -> tuple[list[str], list[int], list[int]]:
+        """``n`` outcomes at once, with the same distributions as :meth:`draw`:
+        (dispositions, ring seconds, billsecs)."""
+        u = generator.random(n)
+        spread = generator.random(n)
+        answered = u < self.answer
+        busy = ~answered & (u < self.answer + self.busy)
+        failed = ~answered & ~busy & (u < self.answer + self.busy + self.failed)
+        codes = np.where(answered, 0, np.where(busy, 1, np.where(failed, 2, 3)))
+        talk = np.exp(self.mu + self.sigma * generator.standard_normal(n)).astype(np.int64)
+        billsec = np.where(answered, np.clip(talk, 1, self.billsec_max), 0)
+        answer_ring = self.ring_min + (spread * (self.ring_max - self.ring_min + 1)).astype(np.int64)
+        noanswer_span = self.noanswer_ring_max - self.noanswer_ring_min + 1
+        noanswer_ring = self.noanswer_ring_min + (spread * noanswer_span).astype(np.int64)
+        busy_ring = (spread * 2).astype(np.int64)
+        ring = np.where(answered, answer_ring, np.where(busy, busy_ring, np.where(failed, 0, noanswer_ring)))
+        names = _DISPOSITIONS
+        return [names[code] for code in codes.tolist()], ring.tolist(), billsec.tolist()

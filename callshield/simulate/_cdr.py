@@ -10,7 +10,7 @@ or the name alone without a number.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Final, TextIO
 
@@ -29,11 +29,16 @@ _DIAL_TIMEOUT: Final = 30
 
 
 def _quote(text: str) -> str:
-    return '"' + text.replace('"', '""') + '"' if '"' in text else f'"{text}"'
+    return '"' + text.replace('"', '""') + '"'
 
 
 _DAY: Final = MAX_CALL_SECONDS
 # A call lasts at most MAX_CALL_SECONDS (one day, checked in _mix): the table covers its end.
+
+
+def _caller_fields(src: str, name: str) -> tuple[str, str]:
+    """The quoted src and clid fields (``ast_callerid_merge``'s clid)."""
+    return _quote(src), _quote(f'"{name}" <{src}>' if name and src else name or src)
 
 
 def _two_days(day_start: int, times: list[str]) -> list[str]:
@@ -45,38 +50,41 @@ def _two_days(day_start: int, times: list[str]) -> list[str]:
     return stamps
 
 
-def write_cdr(out: TextIO, calls: Iterable[SimCall], dids: Sequence[Did], channel_base: Mapping[str, int]) -> int:
-    """Write ``calls`` (in time order) as Master.csv rows; returns the number of rows."""
+def write_cdr(out: TextIO, calls: Iterable[SimCall], dids: Sequence[Did], first_channel: int) -> int:
+    """Write ``calls`` (in time order) as Master.csv rows; returns the number of rows.
+
+    Channel names end in Asterisk's one global channel counter, starting at ``first_channel``: the
+    inbound channel takes the next value, the dialled leg (unless the call failed) the one after.
+    """
     times = [f"{h:02d}:{m:02d}:{s:02d}" for h in range(24) for m in range(60) for s in range(60)]
     day_start, stamps = -1, []
-    trunk_names = sorted({did.trunk.name for did in dids})
-    trunk_of = [trunk_names.index(did.trunk.name) for did in dids]
-    channel_seq = [channel_base[name] for name in trunk_names]
-    channels = [f'"PJSIP/trunk-{name}-' for name in trunk_names]
-    dst_seq = min(channel_base.values(), default=0) + 1
-    # Per DID: the fixed text after src ('"dst","context",') and after dstchannel ('"Dial","PJSIP/ext,30",').
+    sequence = first_channel  # below 2**31: 8 hex digits for the next two billion channels
+    # Per DID: the text after src ('"dst","context",'), the channel's prefix, the dialled leg's prefix
+    # and the text after dstchannel ('"Dial","PJSIP/ext,30",').
     middles = [f'"{did.delivered}","{_CONTEXT}",' for did in dids]
-    dials = [f'"Dial","PJSIP/{did.extension},{_DIAL_TIMEOUT}",' for did in dids]
+    channels = [f'"PJSIP/trunk-{did.trunk.name}-' for did in dids]
     dst_prefixes = [f'"PJSIP/{did.extension}-' for did in dids]
+    dials = [f'"Dial","PJSIP/{did.extension},{_DIAL_TIMEOUT}",' for did in dids]
+    tails = {
+        disposition: f',"{disposition}","DOCUMENTATION","' for disposition in (ANSWERED, "NO ANSWER", "BUSY", FAILED)
+    }
+    callers: dict[tuple[str, str], tuple[str, str]] = {}
     rows = 0
     write = out.write
     for call in calls:
         index = call.did
-        trunk = trunk_of[index]
-        sequence = channel_seq[trunk]
-        channel_seq[trunk] = sequence + 1
-        if call.disposition == FAILED:
+        disposition = call.disposition
+        channel = sequence
+        if disposition == FAILED:
             dstchannel = '""'
+            sequence += 1
         else:
-            dstchannel = f'{dst_prefixes[index]}{dst_seq & 0xFFFF_FFFF:08x}"'
-            dst_seq += 1
-        src, name = call.src, call.name
-        if '"' in src or '"' in name:
-            src_field = _quote(src)
-            clid = _quote(f'"{name}" <{src}>' if name and src else name or src)
-        else:
-            src_field = f'"{src}"'
-            clid = f'"""{name}"" <{src}>"' if name and src else f'"{name or src}"'
+            dstchannel = f'{dst_prefixes[index]}{sequence + 1:08x}"'
+            sequence += 2
+        key = (call.src, call.name)
+        caller_fields = callers.get(key)
+        if caller_fields is None:
+            caller_fields = callers[key] = _caller_fields(*key)
         start, ring, billsec = call.start, call.ring, call.billsec
         duration = ring + billsec
         offset = start - day_start
@@ -84,11 +92,11 @@ def write_cdr(out: TextIO, calls: Iterable[SimCall], dids: Sequence[Did], channe
             day_start = start - start % _DAY
             stamps = _two_days(day_start, times)
             offset = start - day_start
-        answer = stamps[offset + ring] if call.disposition == ANSWERED else ""
+        answer = stamps[offset + ring] if disposition == ANSWERED else ""
         write(
-            f'"",{src_field},{middles[index]}{clid},{channels[trunk]}{sequence & 0xFFFF_FFFF:08x}",'
+            f'"",{caller_fields[0]},{middles[index]}{caller_fields[1]},{channels[index]}{channel:08x}",'
             f'{dstchannel},{dials[index]}"{stamps[offset]}","{answer}","{stamps[offset + duration]}",'
-            f'{duration},{billsec},"{call.disposition}","DOCUMENTATION","{call.uniqueid}",""\n'
+            f'{duration},{billsec}{tails[disposition]}{call.uniqueid}",""\n'
         )
         rows += 1
     return rows

@@ -96,16 +96,16 @@ def simulate_command(
 
     The calls are as they happened without any firewall; `callshield replay` decides them later.
     """
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
     from callshield import simulate as sim
 
     start = _parse_start(start_text)
-    try:
-        ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise click.BadParameter(f"unknown time zone {timezone!r}", param_hint="--timezone") from exc
     mix = sim.load_mix(mix_spec)  # MixError is a ConfigError: exit code 3
+    try:
+        options = sim.SimulationOptions(
+            seed=seed, hours=hours, start=start, dids=dids, mix=mix, scale=scale, timezone=timezone
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
     began = time.perf_counter()
     if synthetic_pool:
         pool = sim.synthetic_pool()
@@ -113,12 +113,12 @@ def simulate_command(
         folder = ftc_dir if ftc_dir is not None else _default_ftc_dir()
         pool = sim.load_pool(folder, warn=lambda message: click.echo(f"callshield: warning: {message}", err=True))
     pool_seconds = time.perf_counter() - began
-    options = sim.SimulationOptions(
-        seed=seed, hours=hours, start=start, dids=dids, mix=mix, scale=scale, timezone=timezone
-    )
     began = time.perf_counter()
     simulation = sim.simulate(options, pool)
-    sim.write_simulation(out_dir, simulation)
+    try:
+        sim.write_simulation(out_dir, simulation)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write the simulation to {out_dir}: {exc.strerror or exc}") from exc
     seconds = time.perf_counter() - began
     abusive = sum(call.abusive for call in simulation.calls)
     rows = len(simulation.calls)

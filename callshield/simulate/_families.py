@@ -1,7 +1,8 @@
 """The traffic families: each one a function that emits the calls of its callers or campaigns.
 
 Every family draws from its own ``random.Random`` (seeded from the simulation seed and the family's
-name), so changing one family's parameters leaves the other families' calls unchanged. Parameters
+name), so changing one family's parameters leaves the other families' calls unchanged, except where
+numbers must stay distinct across families (a collision makes a later family draw again). Parameters
 are documented in ``docs/simulate.md``; defaults are in ``_mix.py``.
 """
 
@@ -15,13 +16,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+import numpy as np
+
 from callshield.simulate._call import BUSY, NO_ANSWER, Outcome, SimCall
 from callshield.simulate._mix import Value
 from callshield.simulate._pool import NumberPool
 from callshield.simulate._time import Timeline
 from callshield.simulate._world import FAMILY_REGIONS, PREMIUM_NON_GEO, PREMIUM_REGIONS, Did, Numbers, choice
 
-__all__ = ["FAMILY_FUNCTIONS", "Business", "Context"]
+__all__ = ["FAMILY_FUNCTIONS", "Actor", "Business", "Context"]
 
 WIRELESS: Final = "WIRELESS CALLER"
 _SURNAMES: Final = (
@@ -63,6 +66,18 @@ class Business:
     name: str
 
 
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """A caller as the batch path sees it: its campaign id, true number, CNAM name, the DIDs it calls
+    (None: any DID) and, for a withheld caller, the (src, name, form) it presents."""
+
+    campaign: str
+    number: str
+    name: str
+    callees: Sequence[Did] | None = None
+    presentation: tuple[str, str, str] | None = None
+
+
 @dataclass
 class Context:
     """What a family needs: its parameters, its random stream, the node, and where calls go."""
@@ -71,6 +86,8 @@ class Context:
     abusive: bool
     params: Mapping[str, Value]
     rng: random.Random
+    generator: np.random.Generator
+    """The family's numpy stream, for calls drawn in batches (:meth:`emit_many`)."""
     timeline: Timeline
     dids: Sequence[Did]
     numbers: Numbers
@@ -82,10 +99,12 @@ class Context:
     outcome: Outcome = field(init=False)
     profile: str = field(init=False)
     """The family's diurnal profile (see _time.py)."""
+    _draw_start: Callable[[random.Random], int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.outcome = Outcome.from_params(self.params)
         self.profile = str(self.params["profile"])
+        self._draw_start = self.timeline.sampler(self.profile)
 
     def num(self, key: str) -> float:
         return float(self.params[key])
@@ -118,7 +137,7 @@ class Context:
     def when(self, window: tuple[int, int] | None = None) -> int:
         """A start time drawn from the family's profile, inside ``window`` (whole hours) when given."""
         if window is None:
-            return self.timeline.draw(self.rng, self.profile)
+            return self._draw_start(self.rng)
         start = self.timeline.start
         return self.timeline.draw(self.rng, self.profile, ((window[0] - start) // 3600, (window[1] - start) // 3600))
 
@@ -138,28 +157,86 @@ class Context:
         caller: str | None,
         name: str,
         campaign: str,
-        *,
         presentation: tuple[str, str, str] | None = None,
-        answer: float | None = None,
     ) -> SimCall | None:
         """Record one call (None when ``start`` falls outside the window). ``presentation`` is
         (src, name, form) for a caller without a number."""
-        if not self.timeline.start <= start < self.timeline.end:
+        timeline, rng = self.timeline, self.rng
+        if not timeline.start <= start < timeline.end:
             return None
-        disposition, ring, billsec = self.outcome.draw(self.rng, answer)
+        disposition, ring, billsec = self.outcome.draw(rng)
         if presentation is not None:
             src, name, form = presentation
         elif caller is None:
             raise ValueError("a call needs a caller number or a presentation")
-        elif self.rng.random() < _JUNK_SHARE:
-            src, form = choice(self.rng, _JUNK), "junk"
+        elif rng.random() < _JUNK_SHARE:
+            src, form = choice(rng, _JUNK), "junk"
         else:
-            src, form = did.trunk.deliver(self.rng, caller)
+            src, form = did.trunk.deliver(rng, caller)
         call = SimCall(
             start, ring, billsec, disposition, did.index, src, name, form, caller, self.family, campaign, self.abusive
         )
         self.calls.append(call)
         return call
+
+    def emit_many(
+        self,
+        n: int,
+        actors: Sequence[Actor],
+        cumulative: Sequence[float] | None = None,
+        window: tuple[int, int] | None = None,
+    ) -> None:
+        """Record ``n`` calls at once: start times from the profile (inside ``window``, whole hours),
+        actors by ``cumulative`` weights (None: uniform), a callee per actor, outcomes, trunk formats.
+        The same distributions as :meth:`emit`, drawn with numpy (the hot path of large families)."""
+        if n <= 0 or not actors:
+            return
+        generator = self.generator
+        hours = None
+        if window is not None:
+            start = self.timeline.start
+            hours = ((window[0] - start) // 3600, (window[1] - start) // 3600)
+        starts = self.timeline.draw_many(generator, self.profile, n, hours)
+        if cumulative is None:
+            picks = np.minimum((generator.random(n) * len(actors)).astype(np.int64), len(actors) - 1)
+        else:
+            table = np.asarray(cumulative)
+            picks = np.minimum(np.searchsorted(table, generator.random(n) * table[-1], side="right"), len(actors) - 1)
+        callee_draws = generator.random(n).tolist()
+        junk = (generator.random(n) < _JUNK_SHARE).tolist()
+        dispositions, rings, billsecs = self.outcome.draw_many(generator, n)
+        rng, dids, family, abusive, append = self.rng, self.dids, self.family, self.abusive, self.calls.append
+        n_dids = len(dids)
+        for start, pick, callee_draw, is_junk, disposition, ring, billsec in zip(
+            starts, picks.tolist(), callee_draws, junk, dispositions, rings, billsecs, strict=True
+        ):
+            actor = actors[pick]
+            callees = actor.callees
+            did = dids[int(callee_draw * n_dids)] if callees is None else callees[int(callee_draw * len(callees))]
+            name = actor.name
+            if actor.presentation is not None:
+                src, name, form = actor.presentation
+            elif is_junk:
+                src, form = choice(rng, _JUNK), "junk"
+            else:
+                src, form = did.trunk.deliver(rng, actor.number)
+            campaign = actor.campaign
+            append(
+                SimCall(
+                    start,
+                    ring,
+                    billsec,
+                    disposition,
+                    did.index,
+                    src,
+                    name,
+                    form,
+                    actor.number,
+                    family,
+                    campaign,
+                    abusive,
+                )
+            )
 
     def random_did(self) -> Did:
         return self.dids[int(self.rng.random() * len(self.dids))]
@@ -178,11 +255,13 @@ def poisson(rng: random.Random, lam: float) -> int:
     return count
 
 
-def _weighted(rng: random.Random, n: int, sigma: float = 1.0) -> list[float]:
-    """Cumulative activity weights of ``n`` actors (log-normal: a few are much busier than most)."""
+def _weighted(rng: random.Random, n: int, sigma: float = 0.8, cap: float | None = 4.0) -> list[float]:
+    """Cumulative activity weights of ``n`` actors: log-normal (some are busier than most), cut at
+    ``cap`` times the median so that no legitimate person calls like a dialer."""
     running, cumulative = 0.0, []
     for _ in range(n):
-        running += rng.lognormvariate(0.0, sigma)
+        weight = rng.lognormvariate(0.0, sigma)
+        running += weight if cap is None else min(weight, cap)
         cumulative.append(running)
     return cumulative
 
@@ -213,13 +292,11 @@ def personal(ctx: Context) -> None:
         home = rng.random() < ctx.num("home_share")
         number = ctx.numbers.nanp(home=home)
         callees = [ctx.random_did() for _ in range(rng.randint(1, max(1, int(ctx.num("callees_max")))))]
-        callers.append((f"personal-{index}", number, _person_name(rng, ctx.num("wireless_cnam"), home=home), callees))
-    if not callers:
-        return
-    weights = _weighted(rng, len(callers))
-    for _ in range(ctx.n_calls(ctx.num("calls_per_hour") * ctx.volume)):
-        campaign, number, name, callees = callers[_pick(rng, weights)]
-        ctx.emit(ctx.when(), choice(rng, callees), number, name, campaign)
+        name = _person_name(rng, ctx.num("wireless_cnam"), home=home)
+        callers.append(Actor(f"personal-{index}", number, name, callees))
+    if callers:
+        weights = _weighted(rng, len(callers))
+        ctx.emit_many(ctx.n_calls(ctx.num("calls_per_hour") * ctx.volume), callers, weights)
 
 
 def repeat(ctx: Context) -> None:
@@ -231,7 +308,7 @@ def repeat(ctx: Context) -> None:
         callers.append((f"repeat-{index}", ctx.numbers.nanp(home=home), _person_name(rng, 0.4), ctx.random_did()))
     if not callers:
         return
-    weights = _weighted(rng, len(callers), 0.6)
+    weights = _weighted(rng, len(callers), 0.6, 2.5)
     redial, delay_mu = ctx.num("redial_after_miss"), math.log(max(1.0, ctx.num("redial_delay_median")))
     for _ in range(ctx.n_calls(ctx.num("calls_per_hour") * ctx.volume)):
         campaign, number, name, did = callers[_pick(rng, weights)]
@@ -253,14 +330,11 @@ def business(ctx: Context) -> None:
         name = _BUSINESS_NAMES[index % len(_BUSINESS_NAMES)]
         customers = rng.sample(list(ctx.dids), min(len(ctx.dids), rng.randint(50, 600)))
         campaign = f"business-{index}"
-        actors.append((campaign, number, name, customers))
+        actors.append(Actor(campaign, number, name, customers))
         ctx.businesses.append(Business(campaign, number, name))
-    if not actors:
-        return
-    weights = _weighted(rng, len(actors), 0.8)
-    for _ in range(ctx.n_calls(ctx.num("calls_per_hour") * ctx.volume)):
-        campaign, number, name, customers = actors[_pick(rng, weights)]
-        ctx.emit(ctx.when(), choice(rng, customers), number, name, campaign)
+    if actors:
+        weights = _weighted(rng, len(actors), 0.8, None)
+        ctx.emit_many(ctx.n_calls(ctx.num("calls_per_hour") * ctx.volume), actors, weights)
 
 
 def callback(ctx: Context) -> None:
@@ -280,12 +354,11 @@ def callback(ctx: Context) -> None:
 def short(ctx: Context) -> None:
     """Short but legitimate: wrong numbers, 'call me back', quick confirmations; some hang up while ringing."""
     rng = ctx.rng
-    numbers = [ctx.numbers.nanp(home=rng.random() < 0.8) for _ in range(ctx.count("callers"))]
-    if not numbers:
-        return
-    for _ in range(ctx.n_calls(ctx.num("calls_per_hour") * ctx.volume)):
-        index = rng.randrange(len(numbers))
-        ctx.emit(ctx.when(), ctx.random_did(), numbers[index], _person_name(rng, 0.45), f"short-{index}")
+    callers = [
+        Actor(f"short-{index}", ctx.numbers.nanp(home=rng.random() < 0.8), _person_name(rng, 0.45))
+        for index in range(ctx.count("callers"))
+    ]
+    ctx.emit_many(ctx.n_calls(ctx.num("calls_per_hour") * ctx.volume), callers)
 
 
 def burst(ctx: Context) -> None:
@@ -312,13 +385,9 @@ def international(ctx: Context) -> None:
         region = choice(rng, FAMILY_REGIONS)
         callees = [ctx.random_did() for _ in range(rng.randint(1, 2))]
         name = choice(rng, ("", "", "INTERNATIONAL", "UNKNOWN NAME"))
-        callers.append((f"international-{index}", ctx.numbers.international(region), name, callees))
-    if not callers:
-        return
-    weights = _weighted(rng, len(callers))
-    for _ in range(ctx.n_calls(ctx.num("calls_per_hour") * ctx.volume)):
-        campaign, number, name, callees = callers[_pick(rng, weights)]
-        ctx.emit(ctx.when(), choice(rng, callees), number, name, campaign)
+        callers.append(Actor(f"international-{index}", ctx.numbers.international(region), name, callees))
+    if callers:
+        ctx.emit_many(ctx.n_calls(ctx.num("calls_per_hour") * ctx.volume), callers, _weighted(rng, len(callers)))
 
 
 def withheld(ctx: Context) -> None:
@@ -329,13 +398,10 @@ def withheld(ctx: Context) -> None:
     for index in range(ctx.count("callers")):
         form = rng.choices(_WITHHELD_FORMS, weights=_WITHHELD_WEIGHTS)[0]
         callees = [ctx.random_did() for _ in range(rng.randint(1, 2))]
-        callers.append((f"withheld-{index}", ctx.numbers.nanp(home=rng.random() < 0.85), form, callees))
-    if not callers:
-        return
-    weights = _weighted(rng, len(callers))
-    for _ in range(ctx.n_calls(ctx.num("calls_per_hour") * ctx.volume)):
-        campaign, number, form, callees = callers[_pick(rng, weights)]
-        ctx.emit(ctx.when(), choice(rng, callees), number, form[1], campaign, presentation=form)
+        number = ctx.numbers.nanp(home=rng.random() < 0.85)
+        callers.append(Actor(f"withheld-{index}", number, form[1], callees, form))
+    if callers:
+        ctx.emit_many(ctx.n_calls(ctx.num("calls_per_hour") * ctx.volume), callers, _weighted(rng, len(callers)))
 
 
 def local_exchange(ctx: Context) -> None:
@@ -349,13 +415,10 @@ def local_exchange(ctx: Context) -> None:
     for index in range(ctx.count("callers")):
         exchange = choice(rng, exchanges)
         callees = [choice(rng, by_exchange[exchange]) for _ in range(rng.randint(1, 2))]
-        callers.append((f"local-exchange-{index}", ctx.numbers.in_exchange(exchange), _person_name(rng, 0.3), callees))
-    if not callers:
-        return
-    weights = _weighted(rng, len(callers))
-    for _ in range(ctx.n_calls(ctx.num("calls_per_hour") * ctx.volume)):
-        campaign, number, name, callees = callers[_pick(rng, weights)]
-        ctx.emit(ctx.when(), choice(rng, callees), number, name, campaign)
+        number = ctx.numbers.in_exchange(exchange)
+        callers.append(Actor(f"local-exchange-{index}", number, _person_name(rng, 0.3), callees))
+    if callers:
+        ctx.emit_many(ctx.n_calls(ctx.num("calls_per_hour") * ctx.volume), callers, _weighted(rng, len(callers)))
 
 
 # --- abusive families --------------------------------------------------------------------------------
@@ -369,8 +432,8 @@ def robocall(ctx: Context) -> None:
         numbers = ctx.numbers.from_pool(max(1, int(ctx.num("numbers_per_campaign"))))
         window = ctx.active_window()
         name = choice(rng, _SCAM_NAMES)
-        for _ in range(ctx.window_calls(intensity, window)):
-            ctx.emit(ctx.when(window), ctx.random_did(), choice(rng, numbers), name, f"robocall-{index}")
+        actors = [Actor(f"robocall-{index}", number, name) for number in numbers]
+        ctx.emit_many(ctx.window_calls(intensity, window), actors, window=window)
 
 
 def sweep(ctx: Context) -> None:
@@ -429,7 +492,7 @@ def snowshoe(ctx: Context) -> None:
         if not active:
             continue
         uses = dict.fromkeys(active, 0)
-        window = ctx.active_window()
+        window = (ctx.timeline.start, ctx.timeline.end)  # snowshoe runs all the time, spread thin
         name = choice(rng, _SCAM_NAMES)
         for _ in range(ctx.window_calls(intensity, window)):
             slot = rng.randrange(len(active))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 from collections import Counter
@@ -9,8 +10,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from callshield.simulate._call import SimCall
+import numpy as np
+
+from callshield.simulate._call import ANSWERED, SimCall
 from callshield.simulate._families import FAMILY_FUNCTIONS, Business, Context
 from callshield.simulate._mix import ABUSIVE_FAMILIES, FAMILIES, Mix, load_mix
 from callshield.simulate._pool import NumberPool
@@ -19,7 +23,9 @@ from callshield.simulate._world import Did, Numbers, build_dids
 
 __all__ = ["GENERATOR_VERSION", "Simulation", "SimulationOptions", "simulate"]
 
-GENERATOR_VERSION: Final = "callshield-simulate/1"
+GENERATOR_VERSION: Final = "callshield-simulate/2"
+"""Bumped whenever the same seed and options give different files (2: batched draws, capped activity,
+one channel counter, all-day snowshoe, fresh international numbers)."""
 DEFAULT_START: Final = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday
 DIDS_PER_VOLUME_UNIT: Final = 2000
 MAX_DIDS: Final = 100_000
@@ -46,6 +52,10 @@ class SimulationOptions:
             raise ValueError(f"dids must be between 1 and {MAX_DIDS}, got {self.dids}")
         if not 0 <= self.scale <= 100:
             raise ValueError(f"scale must be between 0 and 100, got {self.scale}")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {self.timezone!r}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +66,8 @@ class Simulation:
     dids: list[Did]
     calls: list[SimCall]
     pool: NumberPool
-    channel_base: dict[str, int]
-    """Per trunk: the first channel sequence number (Asterisk's counters do not start at 0)."""
+    first_channel: int
+    """Asterisk's global channel counter at the first call (a running PBX's counter is far from 0)."""
     businesses: list[Business]
     generation_seconds: float
 
@@ -66,19 +76,20 @@ class Simulation:
         rows: Counter[str] = Counter()
         answered: Counter[str] = Counter()
         campaigns: dict[str, set[str]] = {family: set() for family in FAMILIES}
-        callers: dict[str, set[str]] = {family: set() for family in FAMILIES}
+        callers: dict[str, set[str | None]] = {family: set() for family in FAMILIES}
         for call in self.calls:
-            rows[call.family] += 1
-            answered[call.family] += call.answered
-            campaigns[call.family].add(call.campaign)
-            if call.caller is not None:
-                callers[call.family].add(call.caller)
+            family = call.family
+            rows[family] += 1
+            if call.disposition == ANSWERED:
+                answered[family] += 1
+            campaigns[family].add(call.campaign)
+            callers[family].add(call.caller)
         return {
             family: {
                 "rows": rows[family],
                 "answered": answered[family],
                 "campaigns": len(campaigns[family]),
-                "caller_numbers": len(callers[family]),
+                "caller_numbers": len(callers[family] - {None}),
             }
             for family in FAMILIES
         }
@@ -98,12 +109,15 @@ def simulate(options: SimulationOptions, pool: NumberPool) -> Simulation:
         params = options.mix.families[family]
         if not params["enabled"]:
             continue
-        rng = random.Random(f"callshield-simulate:{options.seed}:{family}")
+        key = f"callshield-simulate:{options.seed}:{family}"
+        rng = random.Random(key)
+        generator = np.random.default_rng(int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big"))
         context = Context(
             family=family,
             abusive=family in ABUSIVE_FAMILIES,
             params=params,
             rng=rng,
+            generator=generator,
             timeline=timeline,
             dids=dids,
             numbers=numbers.for_family(rng),
@@ -117,15 +131,13 @@ def simulate(options: SimulationOptions, pool: NumberPool) -> Simulation:
     base = world_rng.randrange(1, 5000)
     for sequence, call in enumerate(calls, start=base):
         call.uniqueid = f"{call.start}.{sequence}"
-    channel_base = {did.trunk.name: 0 for did in dids}
-    for name in sorted(channel_base):
-        channel_base[name] = world_rng.randrange(0x1000, 0x8000_0000)
+    first_channel = world_rng.randrange(0x1000, 0x8000_0000)
     return Simulation(
         options=options,
         dids=dids,
         calls=calls,
         pool=pool,
-        channel_base=channel_base,
+        first_channel=first_channel,
         businesses=businesses,
         generation_seconds=time.perf_counter() - began,
     )

@@ -121,8 +121,8 @@ DEFAULTS: Final[dict[str, dict[str, Value]]] = {
     },
     "repeat": {
         "enabled": True,
-        "calls_per_hour": 250.0,
-        "callers": 250,
+        "calls_per_hour": 150.0,
+        "callers": 300,
         "redial_after_miss": 0.6,
         "redial_delay_median": 120.0,
         **_outcome(0.62, 0.06, 0.01, 240.0, 1.0, "personal"),
@@ -201,7 +201,7 @@ DEFAULTS: Final[dict[str, dict[str, Value]]] = {
     "snowshoe": {
         "enabled": True,
         "campaigns": 2,
-        "calls_per_hour": 60.0,
+        "calls_per_hour": 40.0,
         "numbers_per_campaign": 400,
         "max_calls_per_number": 3,
         **_outcome(0.30, 0.03, 0.05, 15.0, 0.8, "robocall", billsec_max=300),

@@ -72,7 +72,7 @@ def write_simulation(directory: Path, simulation: Simulation) -> None:
     """Write the three files into ``directory`` (created if missing)."""
     directory.mkdir(parents=True, exist_ok=True)
     with (directory / CDR_FILE).open("w", encoding="utf-8", newline="") as out:
-        write_cdr(out, simulation.calls, simulation.dids, simulation.channel_base)
+        write_cdr(out, simulation.calls, simulation.dids, simulation.first_channel)
     with (directory / LABELS_FILE).open("w", encoding="utf-8", newline="") as out:
         write_labels(out, simulation)
     text = json.dumps(metadata(simulation), indent=2, sort_keys=False, ensure_ascii=False)

@@ -19,6 +19,7 @@ import logging
 import os
 import random
 import tempfile
+import zlib
 from array import array
 from collections import Counter
 from collections.abc import Callable
@@ -101,7 +102,11 @@ def load_pool(
             return _read_cache(numbers_path, meta_path)
         except (OSError, ValueError, KeyError) as exc:
             _log.warning("ignoring unreadable pool cache %s: %s", numbers_path, exc)
-    numbers, pair_counts, rows = _read_ftc(source)
+    try:
+        numbers, pair_counts, rows = _read_ftc(source)
+    except (OSError, EOFError, zlib.error) as exc:  # a truncated or corrupt gzip file
+        (warn or _log.warning)(f"cannot read {source}: {exc}: using a synthetic pool of abusive caller numbers")
+        return synthetic_pool()
     meta = {"source": "ftc", "file": source.name, "rows": rows, "distinct_numbers": len(numbers),
             "pairs": [[v, c, n] for (v, c), n in sorted(pair_counts.items())]}  # fmt: skip
     try:

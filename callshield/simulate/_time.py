@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import bisect
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 from zoneinfo import ZoneInfo
+
+import numpy as np
 
 __all__ = ["HOURLY", "Timeline"]
 
@@ -79,13 +82,6 @@ class Timeline:
             return 0.0
         return cumulative[high - 1] - (cumulative[low - 1] if low > 0 else 0.0)
 
-    def weight(self, profile: str, when: int) -> float:
-        """The normalised weight of ``profile`` at the hour containing ``when`` (0 outside the window)."""
-        index = (when - self.start) // 3600
-        if not 0 <= index < self.hours:
-            return 0.0
-        return self._profile(profile).weights[index]
-
     def draw(self, rng: random.Random, profile: str, hours: tuple[int, int] | None = None) -> int:
         """A start time (epoch seconds) with the density of ``profile``, within the window's hours
         ``hours[0] <= hour index < hours[1]`` when given. One uniform draw: the hour by inverse CDF,
@@ -102,6 +98,41 @@ class Timeline:
         before = cumulative[index] - weight
         fraction = (pick - before) / weight if weight > 0 else rng.random()
         return self.start + index * 3600 + min(3599, int(fraction * 3600))
+
+    def draw_many(
+        self, generator: np.random.Generator, profile: str, n: int, hours: tuple[int, int] | None = None
+    ) -> list[int]:
+        """``n`` start times at once, with the density of :meth:`draw`."""
+        table = self._profile(profile)
+        cumulative = np.asarray(table.cumulative)
+        low, high = (0, self.hours) if hours is None else (max(0, hours[0]), min(self.hours, hours[1]))
+        if high <= low:
+            low, high = min(low, self.hours - 1), min(low, self.hours - 1) + 1
+        floor = cumulative[low - 1] if low > 0 else 0.0
+        pick = floor + generator.random(n) * (cumulative[high - 1] - floor)
+        index = np.minimum(np.searchsorted(cumulative, pick, side="right"), high - 1)
+        weights = np.asarray(table.weights)[index]
+        before = cumulative[index] - weights
+        fraction = np.divide(pick - before, weights, out=np.zeros(n), where=weights > 0)
+        seconds = np.minimum((fraction * 3600).astype(np.int64), 3599)
+        starts: list[int] = (self.start + index * 3600 + seconds).tolist()
+        return starts
+
+    def sampler(self, profile: str) -> Callable[[random.Random], int]:
+        """``lambda rng: self.draw(rng, profile)`` for the whole window, with its tables bound (the hot path)."""
+        table = self._profile(profile)
+        cumulative, weights, start, last = table.cumulative, table.weights, self.start, self.hours - 1
+        total = cumulative[-1]
+        bisect_right = bisect.bisect_right
+
+        def draw(rng: random.Random) -> int:
+            pick = rng.random() * total
+            index = bisect_right(cumulative, pick, 0, last)
+            weight = weights[index]
+            fraction = (pick - cumulative[index] + weight) / weight if weight > 0 else rng.random()
+            return start + index * 3600 + min(3599, int(fraction * 3600))
+
+        return draw
 
     def _profile(self, profile: str) -> _Cumulative:
         table = self._profiles.get(profile)

@@ -56,9 +56,6 @@ class Trunk:
     nanp_form: str  # 'e164', 'nanp11' or 'national10'
     intl_form: str  # 'e164' or 'intl011'
 
-    def channel_prefix(self) -> str:
-        return f"PJSIP/trunk-{self.name}-"
-
     def deliver_did(self, e164: str) -> str:
         return _nanp_as(e164, self.nanp_form)
 
@@ -119,7 +116,7 @@ def build_dids(rng: random.Random, count: int) -> list[Did]:
         npa = choice(rng, NODE_NPAS)
         nxx = rng.randrange(200, 1000)
         exchange = npa * 1000 + nxx
-        if nxx % 100 == 11 or nxx == 555 or exchange in used_exchanges or not _valid(f"+1{exchange}4567"):
+        if nxx % 100 == 11 or nxx == 555 or exchange in used_exchanges or not _valid(1, f"{exchange}4567"):
             continue
         used_exchanges.add(exchange)
         blocks = min(choice(rng, (1, 2, 3)), (remaining + 99) // 100)
@@ -139,8 +136,10 @@ def build_dids(rng: random.Random, count: int) -> list[Did]:
     return dids
 
 
-def _valid(e164: str) -> bool:
-    return bool(phonenumbers.is_valid_number(phonenumbers.parse(e164)))
+def _valid(country_code: int, national: str) -> bool:
+    """``phonenumbers.is_valid_number`` of +``country_code`` ``national`` (no text parsing)."""
+    number = phonenumbers.PhoneNumber(country_code=country_code, national_number=int(national))
+    return bool(phonenumbers.is_valid_number(number))
 
 
 @dataclass
@@ -151,17 +150,27 @@ class Numbers:
     pool: NumberPool
     dids: frozenset[int]
     seed: str
-    """Seeds the exchange and international tables, so they do not depend on which family asks first."""
+    """Seeds the exchange tables, so they do not depend on which family asks first."""
     used: set[int] = field(default_factory=set)
     pool_taken: set[int] = field(default_factory=set)
     """Pool numbers already given to a campaign: each abusive number belongs to one campaign."""
+    foreign_used: set[str] = field(default_factory=set)
+    """International numbers already given to a caller."""
     _exchanges: dict[int, list[int]] = field(default_factory=dict)
-    _international: dict[str, list[str]] = field(default_factory=dict)
+    _examples: dict[str, tuple[int, str, int]] = field(default_factory=dict)
 
     def for_family(self, rng: random.Random) -> Numbers:
         """The same tables and used numbers, drawing with a family's own ``rng``."""
         return Numbers(
-            rng, self.pool, self.dids, self.seed, self.used, self.pool_taken, self._exchanges, self._international
+            rng,
+            self.pool,
+            self.dids,
+            self.seed,
+            self.used,
+            self.pool_taken,
+            self.foreign_used,
+            self._exchanges,
+            self._examples,
         )
 
     def from_pool(self, count: int, *, run: bool = False) -> list[str]:
@@ -209,46 +218,48 @@ class Numbers:
         return self.spoof_in_exchange(npa * 1000 + (nxx if nxx % 100 != 11 else nxx + 1))
 
     def international(self, region: str) -> str:
-        """A valid mobile number of ``region`` (E.164)."""
-        return self._international_of(region, phonenumbers.PhoneNumberType.MOBILE)
+        """A new valid mobile number of ``region`` (E.164)."""
+        return self._fresh_variant(region, phonenumbers.PhoneNumberType.MOBILE)
 
     def premium(self, region_or_code: str | int) -> str:
-        """A number in a premium or high-termination range of a wangiri country or non-geographic code."""
+        """A new number in a premium or high-termination range of a wangiri country (its premium-rate
+        range where phonenumbers knows one, else its mobile range) or of a non-geographic code."""
         if isinstance(region_or_code, int):
-            key = f"+{region_or_code}"
-            if key not in self._international:
-                example = phonenumbers.example_number_for_non_geo_entity(region_or_code)
-                self._international[key] = self._variants(example, 40, key)
-            return choice(self.rng, self._international[key])
-        return self._international_of(region_or_code, phonenumbers.PhoneNumberType.PREMIUM_RATE)
+            return self._fresh_variant(region_or_code, None)
+        return self._fresh_variant(region_or_code, phonenumbers.PhoneNumberType.PREMIUM_RATE)
 
-    def _international_of(self, region: str, kind: int) -> str:
-        key = f"{region}:{kind}"
-        variants = self._international.get(key)
-        if variants is None:
-            example = phonenumbers.example_number_for_type(region, kind)
-            if example is None:
-                example = phonenumbers.example_number_for_type(region, phonenumbers.PhoneNumberType.MOBILE)
-            variants = self._variants(example, 50, key)
-            self._international[key] = variants
-        return choice(self.rng, variants)
-
-    def _variants(self, example: phonenumbers.PhoneNumber | None, count: int, key: str) -> list[str]:
-        """Valid numbers sharing the example's leading digits (the last 5 randomised)."""
+    def _fresh_variant(self, source: str | int, kind: int | None) -> str:
+        """A number sharing the leading digits of phonenumbers' example number for ``source`` and
+        ``kind`` (the last 5 digits random), valid if one is found in 200 tries, never given before."""
+        key = f"{source}:{kind}"
+        example = self._examples.get(key)
         if example is None:
-            raise ValueError(f"phonenumbers has no example number for {key}")
-        rng = random.Random(f"{self.seed}:international:{key}")
-        national = phonenumbers.national_significant_number(example)
-        keep = max(2, len(national) - 5)
-        found: list[str] = []
-        for _ in range(count * 5):
-            candidate = national[:keep] + "".join(str(rng.randrange(10)) for _ in range(len(national) - keep))
-            e164 = f"+{example.country_code}{candidate}"
-            if _valid(e164):
-                found.append(e164)
-                if len(found) >= count:
-                    break
-        return found or [f"+{example.country_code}{national}"]
+            if isinstance(source, int) or kind is None:
+                found = phonenumbers.example_number_for_non_geo_entity(int(source))
+            else:
+                found = phonenumbers.example_number_for_type(source, kind)
+                if found is None:
+                    found = phonenumbers.example_number_for_type(source, phonenumbers.PhoneNumberType.MOBILE)
+            if found is None or found.country_code is None:
+                raise ValueError(f"phonenumbers has no example number for {key}")
+            national = phonenumbers.national_significant_number(found)
+            kept = national[: max(2, len(national) - 5)]
+            example = self._examples[key] = (found.country_code, kept, len(national))
+        country_code, kept, length = example
+        fallback = None
+        for _ in range(200):
+            candidate = kept + "".join(str(int(self.rng.random() * 10)) for _ in range(length - len(kept)))
+            e164 = f"+{country_code}{candidate}"
+            if e164 in self.foreign_used:
+                continue
+            fallback = fallback or e164
+            if _valid(country_code, candidate):
+                self.foreign_used.add(e164)
+                return e164
+        if fallback is None:
+            raise ValueError(f"no unused number left near +{country_code}{kept}")
+        self.foreign_used.add(fallback)
+        return fallback
 
     def _exchanges_of(self, npa: int) -> list[int]:
         exchanges = self._exchanges.get(npa)
@@ -259,7 +270,7 @@ class Numbers:
                 nxx = rng.randrange(200, 1000)
                 if nxx % 100 == 11 or nxx == 555:
                     continue
-                if _valid(f"+1{npa}{nxx}{rng.randrange(10_000):04d}"):
+                if _valid(1, f"{npa}{nxx}{rng.randrange(10_000):04d}"):
                     exchanges.append(npa * 1000 + nxx)
                     if len(exchanges) >= _EXCHANGES_PER_NPA:
                         break

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 
-def cs(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+def cs(tmp_path: Path, *args: str, hash_seed: str = "0") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "PYTHONHASHSEED": hash_seed}
     env.pop("CALLSHIELD_CONFIG", None)
     return subprocess.run(
         [sys.executable, "-m", "callshield", "simulate", *args],
@@ -36,6 +36,15 @@ def test_simulate_writes_the_three_files(tmp_path: Path) -> None:
     meta = json.loads((out / "simulation.json").read_text())
     assert meta["seed"] == 5 and meta["parameters"]["hours"] == 3 and meta["rows"] == len(rows)
     assert meta["pool"]["source"] == "synthetic"
+
+
+def test_same_seed_same_bytes_across_processes(tmp_path: Path) -> None:
+    """String hashing differs between processes: nothing may depend on set or hash order."""
+    args = ("--seed", "9", "--hours", "4", "--dids", "300", "--synthetic-pool")
+    assert cs(tmp_path, "--out", str(tmp_path / "a"), *args, hash_seed="1").returncode == 0
+    assert cs(tmp_path, "--out", str(tmp_path / "b"), *args, hash_seed="2").returncode == 0
+    for name in ("Master.csv", "labels.csv", "simulation.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 
 
 def test_simulate_with_a_mix_file_and_start(tmp_path: Path) -> None:
@@ -78,3 +87,11 @@ def test_missing_ftc_data_warns_and_uses_the_synthetic_pool(tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr
     assert "synthetic" in result.stderr
     assert json.loads((out / "simulation.json").read_text())["pool"]["source"] == "synthetic"
+
+
+def test_an_unwritable_output_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = cs(tmp_path, "--out", str(blocker / "run"), "--hours", "1", "--dids", "100", "--synthetic-pool")
+    assert result.returncode == 1 and "cannot write the simulation" in result.stderr
+    assert "Traceback" not in result.stderr

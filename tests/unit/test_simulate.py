@@ -173,6 +173,8 @@ def test_options_are_validated() -> None:
         SimulationOptions(hours=0)
     with pytest.raises(ValueError, match="dids"):
         SimulationOptions(dids=0)
+    with pytest.raises(ValueError, match="unknown time zone 'Mars/Olympus'"):
+        SimulationOptions(timezone="Mars/Olympus")
 
 
 def test_scale_multiplies_volume() -> None:
@@ -193,3 +195,15 @@ def test_presets_change_the_mix() -> None:
         return sum(counts[family]["rows"] for family in ("robocall", "snowshoe", "slow", "telemarketer"))
 
     assert abusive(quiet) < abusive(default)
+
+
+def test_channel_names_share_one_increasing_counter(written: Path) -> None:
+    sequences = []
+    for row in read_cdr(written / CDR_FILE):
+        sequences.append(int(row[5].rsplit("-", 1)[1], 16))
+        if row[14] == "FAILED":
+            assert row[6] == ""
+        else:
+            assert row[6] == f"PJSIP/{row[8].split('/')[1].split(',')[0]}-{sequences[-1] + 1:08x}"
+            sequences.append(sequences[-1] + 1)
+    assert sequences == sorted(set(sequences))

@@ -59,6 +59,21 @@ def test_legit_numbers_are_valid_and_never_from_the_abusive_pool(run: Simulation
     assert not any(call.caller in dids for call in run.calls)
 
 
+def test_each_legit_caller_has_its_own_number_and_name(run: Simulation) -> None:
+    numbers: dict[str, set[str | None]] = defaultdict(set)
+    names: dict[str | None, set[str]] = defaultdict(set)
+    for call in run.calls:
+        if not call.abusive:
+            numbers[call.campaign].add(call.caller)
+            names[call.caller].add(call.name)
+    assert all(len(callers) == 1 for callers in numbers.values())
+    owners: dict[str | None, int] = defaultdict(int)
+    for callers in numbers.values():
+        owners[next(iter(callers))] += 1
+    assert max(owners.values()) == 1  # no two legitimate callers share a number
+    assert all(len(shown) == 1 for caller, shown in names.items() if caller)
+
+
 def test_pool_families_use_pool_numbers(run: Simulation) -> None:
     for family in ("robocall", "sweep", "snowshoe", "telemarketer", "slow"):
         assert all(national(call.caller) in run.pool for call in of(run, family)), family

@@ -8,6 +8,8 @@ import pytest
 
 from callshield.errors import ConfigError
 from callshield.simulate import DEFAULTS, FAMILIES, PRESETS, MixError, load_mix
+from callshield.simulate._mix import PROFILES
+from callshield.simulate._time import HOURLY
 
 
 def write(tmp_path: Path, text: str) -> str:
@@ -26,6 +28,12 @@ def test_presets_are_complete_and_differ() -> None:
         assert all(set(mix.families[family]) == set(DEFAULTS[family]) for family in FAMILIES)
         if name != "default":
             assert mix.to_dict() != default.to_dict()
+
+
+def test_every_profile_has_an_hourly_shape() -> None:
+    assert set(PROFILES) == set(HOURLY)
+    for hourly, weekend in HOURLY.values():
+        assert len(hourly) == 24 and min(hourly) >= 0 and weekend > 0
 
 
 def test_toml_file_overrides_a_base_preset(tmp_path: Path) -> None:
@@ -79,3 +87,17 @@ def test_unknown_preset_and_missing_file() -> None:
         load_mix("loud")
     with pytest.raises(MixError, match="cannot read mix file"):
         load_mix("/nonexistent/mix.toml")
+
+
+def test_lazy_exports_resolve_and_the_cli_import_stays_light() -> None:
+    import subprocess
+    import sys
+
+    import callshield.simulate as package
+
+    assert set(package.__all__) <= set(dir(package))
+    for name in package.__all__:
+        assert getattr(package, name) is not None
+    code = "import sys, callshield.cli; print('numpy' in sys.modules, 'callshield.simulate._generate' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "False"]

@@ -57,6 +57,15 @@ def test_a_corrupt_cache_is_rebuilt(tmp_path: Path, caplog: pytest.LogCaptureFix
     assert len(pool.numbers) == 4 and "unreadable pool cache" in caplog.text
 
 
+def test_a_corrupt_ftc_file_falls_back_with_a_warning(tmp_path: Path) -> None:
+    folder = fake_ftc(tmp_path / "ftc")
+    path = next(folder.iterdir())
+    path.write_bytes(path.read_bytes()[:40])  # truncated gzip
+    warnings: list[str] = []
+    pool = load_pool(folder, cache_dir=tmp_path / "cache", warn=warnings.append)
+    assert pool.source == "synthetic" and "cannot read" in warnings[0]
+
+
 def test_missing_data_falls_back_to_a_synthetic_pool(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING):
         pool = load_pool(tmp_path / "nothing-here", cache_dir=tmp_path / "cache")
