@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sys
 import threading
 import time
@@ -23,7 +24,7 @@ from typing import Literal, TextIO
 
 import msgspec
 
-from callshield.verdict import Verdict
+from callshield.verdict import Action, Mode, Verdict
 
 __all__ = ["LOGGER_NAME", "DecisionLog", "mask_number"]
 
@@ -34,18 +35,45 @@ MAX_BUFFERED = 256
 """Lines held before they are written at once, whatever the timer."""
 
 
+_DIGIT = re.compile(r"\d")
+MASKS_CACHED = 8192
+"""Masked callee labels remembered (the same DIDs come back all the time)."""
+
+
 def mask_number(label: str) -> str:
     """A number with its middle digits hidden: ``+14155550123`` → ``+141555***23``.
 
     The country code and area code stay (where the calls come from) and the last two digits (to tell
     numbers apart at a glance); labels without digits (``anonymous``, ``withheld``) are kept as they are.
     """
-    if not any(c.isdigit() for c in label):
+    if label[:1] == "+":
+        keep = 7
+    elif _DIGIT.search(label) is None:
         return label
-    keep = 7 if label.startswith("+") else 3
+    else:
+        keep = 3
     if len(label) <= keep + 2:
         return "*" * len(label)
     return label[:keep] + "*" * (len(label) - keep - 2) + label[-2:]
+
+
+class _JsonLine(msgspec.Struct, omit_defaults=True, gc=False):
+    """One JSON decision line (a Struct encodes faster than a dict); caller and callee only when logged."""
+
+    ts: float
+    level: str
+    logger: str
+    message: str
+    id: str
+    action: Action
+    decided: Action
+    mode: Mode
+    score: int
+    reason: str
+    reasons: list[str]
+    decision_us: int
+    caller: str | None = None
+    callee: str | None = None
 
 
 class DecisionLog:
@@ -69,6 +97,7 @@ class DecisionLog:
         self._encode = msgspec.json.Encoder().encode
         self._second = -1
         self._second_text = ""
+        self._callees: dict[str, str] = {}
         self.written = 0
         """Lines written so far."""
 
@@ -115,27 +144,32 @@ class DecisionLog:
             return None
         if numbers == "full":
             return verdict.caller, verdict.callee
-        return mask_number(verdict.caller), mask_number(verdict.callee)
+        callee = self._callees.get(verdict.callee)
+        if callee is None:
+            if len(self._callees) >= MASKS_CACHED:
+                self._callees.clear()
+            callee = self._callees[verdict.callee] = mask_number(verdict.callee)
+        return mask_number(verdict.caller), callee
 
     def _json_line(self, verdict: Verdict, seconds: float) -> str:
-        data: dict[str, object] = {
-            "ts": round(verdict.decided_at, 3),
-            "level": "info",
-            "logger": LOGGER_NAME,
-            "message": "decision",
-            "id": verdict.id,
-            "action": verdict.action,
-            "decided": verdict.decided,
-            "mode": verdict.mode,
-            "score": verdict.score,
-            "reason": verdict.reason,
-            "reasons": [r.code for r in verdict.reasons],
-            "decision_us": round(seconds * 1e6),
-        }
         parties = self._caller_callee(verdict)
+        line = _JsonLine(
+            ts=round(verdict.decided_at, 3),
+            level="info",
+            logger=LOGGER_NAME,
+            message="decision",
+            id=verdict.id,
+            action=verdict.action,
+            decided=verdict.decided,
+            mode=verdict.mode,
+            score=verdict.score,
+            reason=verdict.reason,
+            reasons=[r.code for r in verdict.reasons],
+            decision_us=round(seconds * 1e6),
+        )
         if parties is not None:
-            data["caller"], data["callee"] = parties
-        return self._encode(data).decode() + "\n"
+            line.caller, line.callee = parties
+        return self._encode(line).decode() + "\n"
 
     def _text_line(self, verdict: Verdict, seconds: float) -> str:
         decided = "" if verdict.decided is verdict.action else f" (decided {verdict.decided}, {verdict.mode} mode)"

@@ -218,9 +218,6 @@ class NodeCollector(Collector):
             "callshield_peer_subjects", "Callers with standing verdicts from mesh peers", firewall.peers.subjects()
         )
         yield GaugeMetricFamily(
-            "callshield_pending_writes", "Buffered writes (audit, evidence) not yet committed", firewall.pending()
-        )
-        yield GaugeMetricFamily(
             "callshield_reputation_numbers",
             f"Numbers with reputation evidence in the database (counted at most every {REPUTATION_COUNT_EVERY:g} s)",
             self._reputation_numbers(),

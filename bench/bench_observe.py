@@ -1,0 +1,259 @@
+"""Observability overhead (issue 6, section 4): the decision path with metrics and decision logs on vs off.
+
+1. In-process, robust to a busy machine: the cost each decision pays for observability — the two
+   ``perf_counter()`` calls and :meth:`DecisionMetrics.observe` and :meth:`DecisionLog.write` (JSON and
+   text, numbers masked, lines written to a file in batches as the server does) — on verdicts of real
+   decisions; and ``decide()`` through :class:`ObservedEngine` vs the bare engine, alternating.
+2. End to end: ``callshield serve`` with ``[metrics] enabled = false`` + ``logging.decisions = false``
+   ("off") and with metrics on, JSON decision lines to a file and a scraper fetching /metrics every
+   second ("on"; Prometheus scrapes every 15-60 s), alternating rounds, FastAGI load from
+   bench/bench_agi.py (server pinned to CPU 0, client to CPU 1). Reports sessions/s and server CPU per
+   session per round, and the medians.
+
+Run: .venv/bin/python bench/bench_observe.py [--sessions N] [--rounds R] [--concurrency C] [--no-pin]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import timeit
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_agi
+from prometheus_client import generate_latest
+
+from callshield.clock import SystemClock
+from callshield.config import Config
+from callshield.decisionlog import DecisionLog
+from callshield.engine import Firewall
+from callshield.metrics import DecisionMetrics, NodeCollector, node_registry
+from callshield.observed import ObservedEngine
+from callshield.verdict import Call, Verdict
+
+OFF = "[metrics]\nenabled = false\n[logging]\ndecisions = false\n"
+ON = '[metrics]\nenabled = true\nlisten = "127.0.0.1:{port}"\n[logging]\nformat = "json"\ndecisions = true\n'
+CPU = time.process_time
+"""In-process timings count this process's CPU time: a shared machine's other load does not inflate them
+(it still shares caches and the core's other hyperthread)."""
+SCRAPER = """
+import sys, time, urllib.request
+url = sys.argv[1]
+while True:
+    try:
+        urllib.request.urlopen(url, timeout=2).read()
+    except OSError:
+        pass
+    time.sleep(1.0)
+"""
+
+
+class _NoRecord:
+    """The engine's decide() without remembering anything: rounds see the same state."""
+
+    def __init__(self, firewall: Firewall) -> None:
+        self._firewall = firewall
+        self.screening = None
+
+    def decide(self, call: Call) -> Verdict:
+        return self._firewall.decide(call, record=False)
+
+    def feedback(self, outcome: Any) -> None:
+        return None
+
+    def screened(self, decision_id: str, result: Any) -> None:
+        return None
+
+
+def in_process(count: int) -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        firewall = Firewall.open(Config(), path=Path(scratch) / "cs.sqlite3", clock=SystemClock())
+        calls = [Call(caller=c, callee=d) for c, d in bench_agi.workload(count, 2)]
+        verdicts = [firewall.decide(call) for call in calls]  # warm: numbers normalized, windows seen
+        firewall.flush()
+        n = len(verdicts)
+
+        def per_call(label: str, run: Any, repeat: int = 5) -> float:
+            best = min(timeit.Timer(run, timer=CPU).repeat(repeat, 1)) / n * 1e6
+            print(f"  {label:<58} {best:6.2f} µs/decision")
+            return best
+
+        print(f"in-process, {n:,} verdicts of real decisions (CPU time, best of 5 passes):")
+        perf = time.perf_counter
+        per_call("2 x perf_counter()", lambda: [(perf(), perf()) for _ in verdicts])
+        metrics = DecisionMetrics()
+        observe = per_call("DecisionMetrics.observe()", lambda: [metrics.observe(v, 4e-5) for v in verdicts])
+        sink = open(Path(scratch) / "decisions.log", "w")  # noqa: SIM115  a real file, like journald's pipe
+        costs = {}
+        for fmt in ("json", "text"):
+            log = DecisionLog(fmt=fmt, numbers="masked", stream=sink)  # type: ignore[arg-type]
+
+            async def write_all(log: DecisionLog = log) -> None:
+                for v in verdicts:
+                    log.write(v, 4e-5)  # on a loop: batched (256 lines or 0.2 s), as in the server
+                log.flush()
+
+            costs[fmt] = per_call(
+                f"DecisionLog.write() {fmt}, masked, to a file", lambda w=write_all: asyncio.run(w()), repeat=3
+            )
+        sink.close()
+        stdlib = logging_cost(verdicts[:20_000], Path(scratch))
+        print(f"  {'(for comparison) logging.info() + JSON formatter, to a file':<58} {stdlib:6.2f} µs/decision")
+
+        registry = node_registry(NodeCollector(firewall=firewall, decisions=metrics))
+        scrape = min(timeit.Timer(lambda: generate_latest(registry), timer=CPU).repeat(5, 20)) / 20 * 1e3
+        size = len(generate_latest(registry))
+        print(f"  one scrape (generate_latest, engine + decisions + process metrics): {scrape:.2f} ms, {size:,} bytes")
+
+        bare = _NoRecord(firewall)
+        observed = ObservedEngine(bare, metrics=DecisionMetrics(), log=DecisionLog(fmt="json", stream=open(os.devnull, "w"))  # noqa: SIM115)
+        plain_times, observed_times = [], []
+        for _ in range(7):  # alternating, the same loop for both
+            plain_times.append(timeit.Timer(lambda: asyncio.run(_decide_all(bare, calls)), timer=CPU).timeit(1) / n * 1e6)
+            observed_times.append(
+                timeit.Timer(lambda: asyncio.run(_decide_all(observed, calls)), timer=CPU).timeit(1) / n * 1e6
+            )
+        plain, with_obs = statistics.median(plain_times), statistics.median(observed_times)
+        print(
+            f"  decide(record=False): bare {plain:.1f} µs (min {min(plain_times):.1f}), through ObservedEngine "
+            f"(metrics + JSON log) {with_obs:.1f} µs (min {min(observed_times):.1f}); medians of 7 alternating "
+            f"passes, difference {with_obs - plain:+.1f} µs"
+        )
+        print(
+            f"  sum of the added calls: {observe + costs['json']:.2f} µs (JSON) per decision, "
+            f"plus 2 perf_counter() calls"
+        )
+        firewall.close()
+
+
+async def _decide_all(engine: Any, calls: list[Call]) -> None:
+    for call in calls:
+        engine.decide(call)
+
+
+def logging_cost(verdicts: list[Verdict], scratch: Path) -> float:
+    """What the standard library's logging with the node's JsonFormatter costs for the same fields."""
+    import logging
+
+    from callshield.service import JsonFormatter
+
+    with open(scratch / "stdlib.log", "w") as sink:
+        handler = logging.StreamHandler(sink)
+        handler.setFormatter(JsonFormatter())
+        logger = logging.getLogger("bench.observe")
+        logger.handlers[:] = [handler]
+        logger.propagate = False
+        logger.setLevel(logging.INFO)
+
+        def run() -> None:
+            for v in verdicts:
+                logger.info(
+                    "decision %s %s score %d %s [%s] %.0fµs",
+                    v.id,
+                    v.action,
+                    v.score,
+                    v.reason,
+                    ",".join(r.code for r in v.reasons),
+                    40.0,
+                )
+
+        return min(timeit.Timer(run, timer=CPU).repeat(3, 1)) / len(verdicts) * 1e6
+
+
+def end_to_end(args: argparse.Namespace) -> None:
+    results: dict[str, list[tuple[float, float]]] = {"off": [], "on": []}
+    with tempfile.TemporaryDirectory() as scratch:
+        for round_no in range(args.rounds):
+            for name in ("off", "on"):
+                results[name].append(serve_round(name, round_no, Path(scratch), args))
+    print("end to end (callshield serve, FastAGI, one EXEC MSet per session):")
+    medians = {}
+    for name, rows in results.items():
+        rates = [r for r, _ in rows]
+        cpus = [c for _, c in rows]
+        medians[name] = (statistics.median(rates), statistics.median(cpus))
+        print(
+            f"  {name:<3}: sessions/s {', '.join(f'{r:,.0f}' for r in rates)} (median {medians[name][0]:,.0f}); "
+            f"server CPU µs/session {', '.join(f'{c:.0f}' for c in cpus)} (median {medians[name][1]:.0f})"
+        )
+    (off_rate, off_cpu), (on_rate, on_cpu) = medians["off"], medians["on"]
+    print(
+        f"  on vs off: throughput {100 * (on_rate / off_rate - 1):+.1f}%, "
+        f"CPU per session {100 * (on_cpu / off_cpu - 1):+.1f}% ({on_cpu - off_cpu:+.0f} µs)"
+    )
+
+
+def serve_round(name: str, round_no: int, scratch: Path, args: argparse.Namespace) -> tuple[float, float]:
+    import uvloop
+
+    port, metrics_port = bench_agi.free_port(), bench_agi.free_port()
+    config = scratch / f"{name}.toml"
+    config.write_text(OFF if name == "off" else ON.format(port=metrics_port))
+    data = scratch / f"{name}-{round_no}"
+    env = {**os.environ, "XDG_DATA_HOME": str(data), "CALLSHIELD_CONFIG": str(config)}
+    argv = [sys.executable, "-m", "callshield", "serve", "--port", str(port)]
+    if args.pin:
+        argv = ["taskset", "-c", str(bench_agi.SERVER_CPU), *argv]
+    log_path = scratch / f"{name}-{round_no}.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        scraper = None
+        try:
+            bench_agi.wait_port(port)
+            if name == "on":
+                scraper_argv = [sys.executable, "-c", SCRAPER, f"http://127.0.0.1:{metrics_port}/metrics"]
+                if args.pin:
+                    scraper_argv = ["taskset", "-c", str(bench_agi.CLIENT_CPU), *scraper_argv]
+                scraper = subprocess.Popen(scraper_argv)
+            uvloop.run(bench_agi.saturate(port, bench_agi.workload(2000, 1), args.concurrency))
+            bench_agi.quiet_client()
+            cpu_before = bench_agi.process_cpu(proc.pid)
+            wall, _ = uvloop.run(
+                bench_agi.saturate(port, bench_agi.workload(args.sessions, 2 + round_no), args.concurrency)
+            )
+            cpu = bench_agi.process_cpu(proc.pid) - cpu_before
+        finally:
+            if scraper is not None:
+                scraper.terminate()
+                scraper.wait()
+            proc.terminate()
+            proc.wait(timeout=30)
+    decision_lines = sum(1 for line in log_path.open() if '"callshield.decision"' in line)
+    expected = 0 if name == "off" else args.sessions + 2000
+    if decision_lines != expected:
+        raise SystemExit(f"{name}: {decision_lines} decision log lines, expected {expected}")
+    rate, cpu_per = args.sessions / wall, cpu / args.sessions * 1e6
+    print(f"  round {round_no + 1} {name}: {rate:,.0f} sessions/s, server CPU {cpu_per:.0f} µs/session", flush=True)
+    return rate, cpu_per
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--decisions", type=int, default=50_000, help="in-process verdicts")
+    parser.add_argument("--no-pin", dest="pin", action="store_false")
+    parser.add_argument("--skip-serve", action="store_true", help="only the in-process part")
+    args = parser.parse_args()
+    args.pin = args.pin and len(os.sched_getaffinity(0)) >= 2
+    in_process(args.decisions)
+    if not args.skip_serve:
+        if args.pin:
+            os.sched_setaffinity(0, {bench_agi.CLIENT_CPU})
+        end_to_end(args)
+    where = "server on CPU 0, client on CPU 1" if args.pin else "not pinned"
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; {where}; load average {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
