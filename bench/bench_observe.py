@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import os
 import statistics
 import subprocess
@@ -115,10 +114,13 @@ def in_process(count: int) -> None:
         print(f"  one scrape (generate_latest, engine + decisions + process metrics): {scrape:.2f} ms, {size:,} bytes")
 
         bare = _NoRecord(firewall)
-        observed = ObservedEngine(bare, metrics=DecisionMetrics(), log=DecisionLog(fmt="json", stream=open(os.devnull, "w"))  # noqa: SIM115)
+        devnull = open(os.devnull, "w")  # noqa: SIM115
+        observed = ObservedEngine(bare, metrics=DecisionMetrics(), log=DecisionLog(fmt="json", stream=devnull))
         plain_times, observed_times = [], []
         for _ in range(7):  # alternating, the same loop for both
-            plain_times.append(timeit.Timer(lambda: asyncio.run(_decide_all(bare, calls)), timer=CPU).timeit(1) / n * 1e6)
+            plain_times.append(
+                timeit.Timer(lambda: asyncio.run(_decide_all(bare, calls)), timer=CPU).timeit(1) / n * 1e6
+            )
             observed_times.append(
                 timeit.Timer(lambda: asyncio.run(_decide_all(observed, calls)), timer=CPU).timeit(1) / n * 1e6
             )
