@@ -130,3 +130,44 @@ def test_metrics_listen_is_validated() -> None:
             assert "metrics: listen must be HOST:PORT" in str(exc)
         else:
             raise AssertionError(f"{bad!r} was accepted")
+
+
+def test_the_collector_reads_the_adapters_and_the_mesh_link(make_firewall: FirewallFactory) -> None:
+    from callshield import db
+    from callshield.agi.server import AgiServer
+    from callshield.ari import AriRunner
+    from callshield.meshlink import MeshLink
+    from callshield.outbox import Outbox
+    from tests.unit.mesh_support import CLUSTER, NOW, SECRET, block, outbound
+
+    firewall = make_firewall(
+        f'[node]\nname = "pbx-b"\ncluster = "{CLUSTER}"\n'
+        f'[mesh]\nenabled = true\nkeys = [{{ id = "k1", secret = "{SECRET.hex()}" }}]\n'
+    )
+    link = MeshLink(firewall=firewall, config=firewall.config, outbox=Outbox(db.connect(firewall_path(firewall))))
+    sender = outbound("pbx-a")
+    sealed = sender.seal(block(sender, now=NOW))
+    assert link.receive(sealed.topic, sealed.payload)
+    assert not link.receive(sealed.topic, sealed.payload)  # the same message again
+    assert not link.receive(sealed.topic, b"not json")
+    collector = NodeCollector(firewall=firewall, agi=AgiServer(firewall), ari=AriRunner(firewall), mesh=link)
+    got = samples(generate_latest(node_registry(collector)).decode())
+    received = {
+        labels[0][1]: v for (name, labels), v in got.items() if name == "callshield_mesh_messages_received_total"
+    }
+    assert received["accepted"] == 1 and sum(received.values()) == 3 and len(received) == 3
+    assert got[("callshield_mesh_peers", ())] == 1
+    assert got[("callshield_mesh_peer_last_seen_timestamp_seconds", (("peer", "pbx-a"),))] > 0
+    assert got[("callshield_mesh_connected", ())] == 0
+    assert got[("callshield_mesh_outbox_depth", ())] == 0
+    assert got[("callshield_agi_sessions_active", ())] == 0 and got[("callshield_ari_channels_active", ())] == 0
+    assert got[("callshield_ari_connected", ())] == 0
+    assert got[("callshield_engine_events_total", (("event", "peer:accepted"),))] == 1
+
+
+def firewall_path(firewall: object) -> str:
+    from callshield.engine import Firewall
+
+    assert isinstance(firewall, Firewall)
+    row = firewall.connection.execute("PRAGMA database_list").fetchone()
+    return str(row[2])
