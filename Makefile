@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint unit mesh e2e bench bench-stack bench-mesh clean
+.PHONY: run test lint unit mesh e2e bench bench-stack bench-mesh bench-observe clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "callshield needs Python 3.11 or newer")'
@@ -48,6 +48,10 @@ bench-stack: $(STAMP)
 ## Reputation mesh: two nodes in their own processes through a private Mosquitto (port 18840); root for apt.
 bench-mesh: $(STAMP)
 	$(BIN)/python bench/bench_mesh.py
+
+## Observability overhead: callshield serve with metrics + decision logs off vs on (FastAGI load).
+bench-observe: $(STAMP)
+	$(BIN)/python bench/bench_observe.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
