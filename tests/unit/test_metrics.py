@@ -171,3 +171,27 @@ def firewall_path(firewall: object) -> str:
     assert isinstance(firewall, Firewall)
     row = firewall.connection.execute("PRAGMA database_list").fetchone()
     return str(row[2])
+
+
+async def test_healthz_and_the_health_check(make_firewall: FirewallFactory) -> None:
+    import asyncio
+
+    from callshield.metrics import MetricsServer, check_health
+
+    serving = True
+    registry = node_registry(NodeCollector(firewall=make_firewall()))
+    server = MetricsServer(registry, host="127.0.0.1", port=0, healthy=lambda: serving)
+    await server.start()
+    port = server.port
+    try:
+        # check_health blocks (urllib): run it off the loop that serves the request.
+        ok, seen = await asyncio.to_thread(check_health, f"0.0.0.0:{server.port}")  # a wildcard: asked on loopback
+        assert ok and seen.endswith("200 ok"), seen
+        serving = False
+        ok, seen = await asyncio.to_thread(check_health, f"127.0.0.1:{server.port}")
+        assert not ok and "503" in seen
+        assert server.url == f"http://127.0.0.1:{server.port}/metrics"
+    finally:
+        await server.close()
+    ok, seen = await asyncio.to_thread(check_health, f"127.0.0.1:{port}", timeout=1)
+    assert not ok and "refused" in seen
