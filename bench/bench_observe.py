@@ -41,6 +41,11 @@ from callshield.verdict import Call, Verdict
 
 OFF = "[metrics]\nenabled = false\n[logging]\ndecisions = false\n"
 ON = '[metrics]\nenabled = true\nlisten = "127.0.0.1:{port}"\n[logging]\nformat = "json"\ndecisions = true\n'
+ON_VARIANTS = {
+    "both": ON,
+    "metrics": '[metrics]\nenabled = true\nlisten = "127.0.0.1:{port}"\n[logging]\ndecisions = false\n',
+    "logs": '[metrics]\nenabled = false\n[logging]\nformat = "json"\ndecisions = true\n',
+}
 CPU = time.process_time
 """In-process timings count this process's CPU time: a shared machine's other load does not inflate them
 (it still shares caches and the core's other hyperthread)."""
@@ -52,7 +57,7 @@ while True:
         urllib.request.urlopen(url, timeout=2).read()
     except OSError:
         pass
-    time.sleep(1.0)
+    time.sleep(float(sys.argv[2]))
 """
 
 
@@ -172,70 +177,132 @@ def logging_cost(verdicts: list[Verdict], scratch: Path) -> float:
 
 
 def end_to_end(args: argparse.Namespace) -> None:
-    results: dict[str, list[tuple[float, float]]] = {"off": [], "on": []}
+    saturated: dict[str, list[tuple[float, float]]] = {"off": [], "on": []}
+    paired: dict[str, list[float]] = {"off": [], "on": []}
     with tempfile.TemporaryDirectory() as scratch:
         for round_no in range(args.rounds):
-            for name in ("off", "on"):
-                results[name].append(serve_round(name, round_no, Path(scratch), args))
+            order = ("off", "on") if round_no % 2 == 0 else ("on", "off")  # neither always goes first
+            for name in order:
+                if not args.side_by_side_only:
+                    saturated[name].append(saturated_round(name, round_no, Path(scratch), args))
+            for name, cpu in paired_round(round_no, Path(scratch), args).items():
+                paired[name].append(cpu)
     print("end to end (callshield serve, FastAGI, one EXEC MSet per session):")
     medians = {}
-    for name, rows in results.items():
-        rates = [r for r, _ in rows]
-        cpus = [c for _, c in rows]
-        medians[name] = (statistics.median(rates), statistics.median(cpus))
+    for name, rows in saturated.items():
+        rates, cpus = [r for r, _ in rows] or [float("nan")], [c for _, c in rows] or [float("nan")]
+        medians[name] = (statistics.median(rates), statistics.median(cpus), statistics.median(paired[name]))
         print(
-            f"  {name:<3}: sessions/s {', '.join(f'{r:,.0f}' for r in rates)} (median {medians[name][0]:,.0f}); "
-            f"server CPU µs/session {', '.join(f'{c:.0f}' for c in cpus)} (median {medians[name][1]:.0f})"
+            f"  {name:<3}: saturated sessions/s {', '.join(f'{r:,.0f}' for r in rates)} "
+            f"(median {medians[name][0]:,.0f}),"
+            f" server CPU µs/session {', '.join(f'{c:.0f}' for c in cpus)} (median {medians[name][1]:.0f}); "
+            f"side by side at {args.rate // 2}/s each: {', '.join(f'{c:.0f}' for c in paired[name])} µs/session "
+            f"(median {medians[name][2]:.0f})"
         )
-    (off_rate, off_cpu), (on_rate, on_cpu) = medians["off"], medians["on"]
+    (off_rate, off_cpu, off_pair), (on_rate, on_cpu, on_pair) = medians["off"], medians["on"]
+    diffs = [on - off for on, off in zip(paired["on"], paired["off"], strict=True)]
     print(
-        f"  on vs off: throughput {100 * (on_rate / off_rate - 1):+.1f}%, "
-        f"CPU per session {100 * (on_cpu / off_cpu - 1):+.1f}% ({on_cpu - off_cpu:+.0f} µs)"
+        f"  on vs off: saturated throughput {100 * (on_rate / off_rate - 1):+.1f}%, CPU per session "
+        f"{100 * (on_cpu / off_cpu - 1):+.1f}% ({on_cpu - off_cpu:+.0f} µs); side by side "
+        f"{100 * (on_pair / off_pair - 1):+.1f}% (per round {', '.join(f'{d:+.0f}' for d in diffs)} µs)"
     )
 
 
-def serve_round(name: str, round_no: int, scratch: Path, args: argparse.Namespace) -> tuple[float, float]:
+class _Server:
+    """``callshield serve`` with the "off" or "on" configuration, pinned to the server CPU."""
+
+    def __init__(self, name: str, tag: str, scratch: Path, args: argparse.Namespace) -> None:
+        self.name = name
+        self.on = args.on
+        self.port, metrics_port = bench_agi.free_port(), bench_agi.free_port()
+        config = scratch / f"{tag}.toml"
+        config.write_text(OFF if name == "off" else ON_VARIANTS[args.on].format(port=metrics_port))
+        env = {**os.environ, "XDG_DATA_HOME": str(scratch / tag), "CALLSHIELD_CONFIG": str(config)}
+        argv = [sys.executable, "-m", "callshield", "serve", "--port", str(self.port)]
+        if args.pin:
+            argv = ["taskset", "-c", str(bench_agi.SERVER_CPU), *argv]
+        self.log_path = scratch / f"{tag}.log"
+        with open(self.log_path, "w") as log:
+            self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        self.scraper: subprocess.Popen[bytes] | None = None
+        bench_agi.wait_port(self.port)
+        if name == "on" and args.scrape_every > 0:
+            url = f"http://127.0.0.1:{metrics_port}/metrics"
+            scraper_argv = [sys.executable, "-c", SCRAPER, url, str(args.scrape_every)]
+            if args.pin:
+                scraper_argv = ["taskset", "-c", str(bench_agi.CLIENT_CPU), *scraper_argv]
+            self.scraper = subprocess.Popen(scraper_argv)
+
+    def cpu(self) -> float:
+        return bench_agi.process_cpu(self.proc.pid)
+
+    def stop(self, sessions: int) -> None:
+        if self.scraper is not None:
+            self.scraper.terminate()
+            self.scraper.wait()
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        lines = sum(1 for line in self.log_path.open() if '"callshield.decision"' in line)
+        expected = 0 if self.name == "off" or self.on == "metrics" else sessions
+        if lines != expected:
+            raise SystemExit(f"{self.name}: {lines} decision log lines, expected {expected}")
+
+
+def saturated_round(name: str, round_no: int, scratch: Path, args: argparse.Namespace) -> tuple[float, float]:
     import uvloop
 
-    port, metrics_port = bench_agi.free_port(), bench_agi.free_port()
-    config = scratch / f"{name}.toml"
-    config.write_text(OFF if name == "off" else ON.format(port=metrics_port))
-    data = scratch / f"{name}-{round_no}"
-    env = {**os.environ, "XDG_DATA_HOME": str(data), "CALLSHIELD_CONFIG": str(config)}
-    argv = [sys.executable, "-m", "callshield", "serve", "--port", str(port)]
-    if args.pin:
-        argv = ["taskset", "-c", str(bench_agi.SERVER_CPU), *argv]
-    log_path = scratch / f"{name}-{round_no}.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=log)
-        scraper = None
-        try:
-            bench_agi.wait_port(port)
-            if name == "on":
-                scraper_argv = [sys.executable, "-c", SCRAPER, f"http://127.0.0.1:{metrics_port}/metrics"]
-                if args.pin:
-                    scraper_argv = ["taskset", "-c", str(bench_agi.CLIENT_CPU), *scraper_argv]
-                scraper = subprocess.Popen(scraper_argv)
-            uvloop.run(bench_agi.saturate(port, bench_agi.workload(2000, 1), args.concurrency))
-            bench_agi.quiet_client()
-            cpu_before = bench_agi.process_cpu(proc.pid)
-            wall, _ = uvloop.run(
-                bench_agi.saturate(port, bench_agi.workload(args.sessions, 2 + round_no), args.concurrency)
-            )
-            cpu = bench_agi.process_cpu(proc.pid) - cpu_before
-        finally:
-            if scraper is not None:
-                scraper.terminate()
-                scraper.wait()
-            proc.terminate()
-            proc.wait(timeout=30)
-    decision_lines = sum(1 for line in log_path.open() if '"callshield.decision"' in line)
-    expected = 0 if name == "off" else args.sessions + 2000
-    if decision_lines != expected:
-        raise SystemExit(f"{name}: {decision_lines} decision log lines, expected {expected}")
+    server = _Server(name, f"{name}-{round_no}", scratch, args)
+    try:
+        uvloop.run(bench_agi.saturate(server.port, bench_agi.workload(2000, 1), args.concurrency))
+        bench_agi.quiet_client()
+        before = server.cpu()
+        wall, _ = uvloop.run(
+            bench_agi.saturate(server.port, bench_agi.workload(args.sessions, 2 + round_no), args.concurrency)
+        )
+        cpu = server.cpu() - before
+    finally:
+        server.stop(args.sessions + 2000)
     rate, cpu_per = args.sessions / wall, cpu / args.sessions * 1e6
     print(f"  round {round_no + 1} {name}: {rate:,.0f} sessions/s, server CPU {cpu_per:.0f} µs/session", flush=True)
     return rate, cpu_per
+
+
+def paired_round(round_no: int, scratch: Path, args: argparse.Namespace) -> dict[str, float]:
+    """Both servers at once on the same CPU, sessions alternating between them at a fixed rate: whatever
+    else runs on the machine weighs on both alike, and both batch their writes alike."""
+    import uvloop
+
+    servers = [_Server(name, f"pair-{name}-{round_no}", scratch, args) for name in ("off", "on")]
+    calls = bench_agi.workload(args.rate * 10, 200 + round_no)
+    try:
+        for server in servers:
+            uvloop.run(bench_agi.saturate(server.port, bench_agi.workload(2000, 1), args.concurrency))
+        time.sleep(2)
+        bench_agi.quiet_client()
+        before = [server.cpu() for server in servers]
+        uvloop.run(_paced_pair([s.port for s in servers], calls, args.rate))
+        time.sleep(1)  # the last flush (1 s of idling included: a few ms for each)
+        cpu = [server.cpu() - b for server, b in zip(servers, before, strict=True)]
+    finally:
+        for server in servers:
+            server.stop(2000 + len(calls) // 2)
+    result = {server.name: c / (len(calls) / 2) * 1e6 for server, c in zip(servers, cpu, strict=True)}
+    print(
+        f"  round {round_no + 1} side by side: off {result['off']:.0f}, on {result['on']:.0f} µs/session",
+        flush=True,
+    )
+    return result
+
+
+async def _paced_pair(ports: list[int], calls: list[tuple[str, str]], rate: float) -> None:
+    tasks = []
+    start = time.perf_counter()
+    for n, (caller, did) in enumerate(calls):
+        delay = start + n / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(bench_agi.session(ports[n % 2], n, caller, did)))
+    await asyncio.gather(*tasks)
 
 
 def main() -> None:
@@ -243,6 +310,10 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--rate", type=int, default=1000, help="sessions/s of the side-by-side run (10 s; half each)")
+    parser.add_argument("--scrape-every", type=float, default=1.0, help="seconds between scrapes (0: none)")
+    parser.add_argument("--on", choices=sorted(ON_VARIANTS), default="both", help="what 'on' turns on")
+    parser.add_argument("--side-by-side-only", action="store_true", help="skip the saturated rounds")
     parser.add_argument("--decisions", type=int, default=50_000, help="in-process verdicts")
     parser.add_argument("--no-pin", dest="pin", action="store_false")
     parser.add_argument("--skip-serve", action="store_true", help="only the in-process part")
