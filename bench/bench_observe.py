@@ -45,6 +45,7 @@ ON_VARIANTS = {
     "both": ON,
     "metrics": '[metrics]\nenabled = true\nlisten = "127.0.0.1:{port}"\n[logging]\ndecisions = false\n',
     "logs": '[metrics]\nenabled = false\n[logging]\nformat = "json"\ndecisions = true\n',
+    "none": OFF,  # an A/A control: what the side-by-side design shows for no difference
 }
 CPU = time.process_time
 """In-process timings count this process's CPU time: a shared machine's other load does not inflate them
@@ -243,7 +244,7 @@ class _Server:
         self.proc.terminate()
         self.proc.wait(timeout=30)
         lines = sum(1 for line in self.log_path.open() if '"callshield.decision"' in line)
-        expected = 0 if self.name == "off" or self.on == "metrics" else sessions
+        expected = 0 if self.name == "off" or self.on in ("metrics", "none") else sessions
         if lines != expected:
             raise SystemExit(f"{self.name}: {lines} decision log lines, expected {expected}")
 
