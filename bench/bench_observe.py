@@ -1,16 +1,18 @@
 """Observability overhead (issue 6, section 4): the decision path with metrics and decision logs on vs off.
 
-1. In-process, robust to a busy machine: the cost each decision pays for observability — the two
-   ``perf_counter()`` calls and :meth:`DecisionMetrics.observe` and :meth:`DecisionLog.write` (JSON and
-   text, numbers masked, lines written to a file in batches as the server does) — on verdicts of real
-   decisions; and ``decide()`` through :class:`ObservedEngine` vs the bare engine, alternating.
-2. End to end: ``callshield serve`` with ``[metrics] enabled = false`` + ``logging.decisions = false``
-   ("off") and with metrics on, JSON decision lines to a file and a scraper fetching /metrics every
-   second ("on"; Prometheus scrapes every 15-60 s), alternating rounds, FastAGI load from
-   bench/bench_agi.py (server pinned to CPU 0, client to CPU 1). Reports sessions/s and server CPU per
-   session per round, and the medians.
+1. In-process, robust to a busy machine (CPU time): the cost each decision pays for observability — the
+   two ``perf_counter()`` calls, :meth:`DecisionMetrics.observe` and :meth:`DecisionLog.write` (JSON and
+   text, numbers masked, batched to a file as the server does) — on verdicts of real decisions; one
+   scrape; and ``decide()`` through :class:`ObservedEngine` vs the bare engine, alternating.
+2. Side by side: an "off" server (``[metrics] enabled = false``, ``logging.decisions = false``) and an
+   "on" server (``--on``: metrics and JSON decision lines to a file, a scraper every ``--scrape-every``
+   seconds) at the same time on the same CPU, FastAGI sessions alternating between them at ``--rate``
+   for 10 s: server CPU per session of each, under the same outside load. ``--on none`` is an A/A control.
+3. Saturated: each server alone, 100 concurrent sessions (bench/bench_agi.py's client), alternating
+   rounds: sessions/s and server CPU per session. Server pinned to CPU 0, client to CPU 1.
 
-Run: .venv/bin/python bench/bench_observe.py [--sessions N] [--rounds R] [--concurrency C] [--no-pin]
+Run: .venv/bin/python bench/bench_observe.py [--rounds R] [--sessions N] [--on both|metrics|logs|none]
+     [--side-by-side-only] [--skip-serve] [--no-pin]
 """
 
 from __future__ import annotations
