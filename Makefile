@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint unit mesh dashboard e2e bench bench-stack bench-mesh model clean
+.PHONY: run test lint unit mesh dashboard e2e bench bench-stack bench-mesh bench-observe model clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "callshield needs Python 3.11 or newer")'
@@ -59,6 +59,10 @@ bench-mesh: $(STAMP)
 model: $(STAMP)
 	$(BIN)/python models/build.py
 	$(BIN)/python models/summarize.py build/model
+
+## Observability overhead: callshield serve with metrics + decision logs off vs on (FastAGI load).
+bench-observe: $(STAMP)
+	$(BIN)/python bench/bench_observe.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

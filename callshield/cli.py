@@ -619,6 +619,19 @@ def _share(state: State, kind_name: str, e164: str | None) -> None:
     click.echo(f"queued for the mesh ({kind_name}, seq {seq})")
 
 
+@cli.command()
+@click.option("--listen", default=None, help="The node's metrics listener HOST:PORT (default: metrics.listen).")
+@click.option("--timeout", default=3.0, show_default=True, help="Seconds to wait for the answer.")
+@pass_state
+def health(state: State, listen: str | None, timeout: float) -> None:
+    """Exit 0 if the running node answers /healthz on its metrics listener, 1 if not (container health checks)."""
+    from callshield.metrics import check_health
+
+    healthy, seen = check_health(listen or state.config.metrics.listen, timeout=timeout)
+    click.echo(seen)
+    sys.exit(0 if healthy else 1)
+
+
 def main() -> None:
     """Entry point: map errors a user can fix to messages and exit codes, never a traceback."""
     try:

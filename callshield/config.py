@@ -501,6 +501,29 @@ def parse_listen(value: str) -> tuple[str, int]:
 class LoggingConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
+    decisions: bool = True
+    """One line per decision (at level info) with id, action, score, reasons and timing."""
+    numbers: Literal["full", "masked", "none"] = "masked"
+    """Phone numbers in decision lines: ``full``, ``masked`` (prefix and last two digits) or ``none``.
+    The audit log in the database keeps the full number under the decision id either way."""
+
+
+class MetricsConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The Prometheus endpoint (``/metrics``, and ``/healthz`` for health checks)."""
+
+    enabled: bool = True
+    listen: str = "127.0.0.1:9464"
+    """``HOST:PORT`` (``[::1]:9464`` for IPv6); loopback by default: the figures describe your traffic."""
+
+    def __post_init__(self) -> None:
+        self.address()
+
+    def address(self) -> tuple[str, int]:
+        """``listen`` as ``(host, port)``; ValueError when it is not ``HOST:PORT``."""
+        match = re.fullmatch(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]\s]+)):(?P<port>\d{1,5})", self.listen)
+        if match is None or int(match.group("port")) > 65535:
+            raise ValueError(f"listen must be HOST:PORT such as 127.0.0.1:9464 or [::1]:9464, got {self.listen!r}")
+        return match.group("v6") or match.group("host"), int(match.group("port"))
 
 
 class Config(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -522,6 +545,7 @@ class Config(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
     model: ModelConfig = ModelConfig()
     http: HttpConfig = HttpConfig()
     logging: LoggingConfig = LoggingConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
     def __post_init__(self) -> None:
         if self.mesh.enabled:

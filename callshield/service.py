@@ -12,6 +12,7 @@ import contextlib
 import gc
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable
@@ -20,14 +21,19 @@ from pathlib import Path
 from typing import Any
 
 from callshield import db
+from callshield.adapter import DecisionEngine
 from callshield.agi.server import AgiServer, AgiServerSettings
 from callshield.ari import AriAppSettings, AriConnectSettings, AriRunner
 from callshield.config import Config, load_config
+from callshield.decisionlog import DecisionLog
 from callshield.engine import Firewall
 from callshield.errors import ConfigError
 from callshield.http import HttpContext, HttpListener, load_tokens
 from callshield.meshlink import MeshLink
+from callshield.metrics import DecisionMetrics, MetricsServer, NodeCollector, node_registry
+from callshield.observed import ObservedEngine
 from callshield.outbox import Outbox
+from callshield.sdnotify import Notifier
 
 log = logging.getLogger("callshield")
 MAINTENANCE_INTERVAL = 1.0
@@ -128,8 +134,21 @@ class Node:
         self.config_path = config_path
         self.database = database
         self.firewall = Firewall.open(config, path=database)
-        self.server = AgiServer(self.firewall, agi_settings(config, host=host, port=port)) if agi else None
-        self.ari = AriRunner(self.firewall, *ari) if ari is not None else None
+        self.decision_metrics = DecisionMetrics() if config.metrics.enabled else None
+        logs_info = config.logging.level in ("debug", "info")
+        self.decision_log = (
+            DecisionLog(fmt=config.logging.format, numbers=config.logging.numbers)
+            if (config.logging.decisions and logs_info)
+            else None
+        )
+        engine: DecisionEngine = self.firewall
+        if self.decision_metrics is not None or self.decision_log is not None:
+            engine = ObservedEngine(self.firewall, metrics=self.decision_metrics, log=self.decision_log)
+        self.server = AgiServer(engine, agi_settings(config, host=host, port=port)) if agi else None
+        self.ari = AriRunner(engine, *ari) if ari is not None else None
+        self.notifier = Notifier()
+        self.metrics_server: MetricsServer | None = None
+        self._watchdog = self.notifier.enabled and bool(os.environ.get("WATCHDOG_USEC"))
         self.stop = asyncio.Event()
         # The writer: its own connection, used only by one thread, one whole transaction per hop.
         self._writer = db.connect(database)
@@ -153,7 +172,8 @@ class Node:
             )
             self.http = HttpListener(context, listen, max_body=config.http.max_body)
 
-    async def run(self) -> None:
+    async def _start_listeners(self) -> None:
+        """FastAGI, then HTTP; a failure closes what was started and propagates."""
         if self.server is not None:
             try:
                 await self.server.start()
@@ -168,7 +188,14 @@ class Node:
                     await self.server.close(0)
                 self._write_thread.shutdown(wait=False)
                 raise
+
+    async def run(self) -> None:
+        await self._start_listeners()
         self._install_signals()
+        await self._start_metrics()
+        if self.decision_log is not None:
+            for handler in logging.getLogger().handlers:
+                handler.addFilter(self.decision_log.ordering_filter)
         gc.collect()
         gc.freeze()  # start-up objects never need scanning again: shorter GC pauses under load
         if self.server is not None:
@@ -195,9 +222,11 @@ class Node:
         tasks = [asyncio.create_task(self._flush_loop()), asyncio.create_task(self._maintenance_loop())]
         mesh_stop = asyncio.Event()
         mesh_task = asyncio.create_task(self.mesh.run(mesh_stop), name="mesh") if self.mesh is not None else None
+        self.notifier.ready(self._status())
         try:
             await self.stop.wait()
         finally:
+            self.notifier.stopping()
             log.info("stopping: finishing sessions")
             if self.http is not None:
                 await self.http.close()
@@ -214,11 +243,60 @@ class Node:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await self.firewall.flush_async(self._writer, self._write_thread, snapshot=True)
-            self._write_thread.shutdown(wait=True)
-            self._writer.close()
-            self.firewall.close()
+            await self._close_storage_and_observers()
             log.info("stopped")
+
+    async def _close_storage_and_observers(self) -> None:
+        """Last flush, the writer thread and database, then metrics and the decision log."""
+        await self.firewall.flush_async(self._writer, self._write_thread, snapshot=True)
+        self._write_thread.shutdown(wait=True)
+        self._writer.close()
+        self.firewall.close()
+        if self.metrics_server is not None:
+            await self.metrics_server.close()
+        if self.decision_log is not None:
+            self.decision_log.flush()
+            for handler in logging.getLogger().handlers:
+                handler.removeFilter(self.decision_log.ordering_filter)
+
+    async def _start_metrics(self) -> None:
+        """The metrics listener; a failure to listen is logged and the node serves calls without it."""
+        if not self.config.metrics.enabled:
+            return
+        collector = NodeCollector(
+            firewall=self.firewall,
+            decisions=self.decision_metrics,
+            agi=self.server,
+            ari=self.ari,
+            mesh=self.mesh,
+        )
+        host, port = self.config.metrics.address()
+        server = MetricsServer(node_registry(collector), host=host, port=port, healthy=self._healthy)
+        try:
+            await server.start()
+        except OSError as exc:
+            log.error(
+                "metrics: cannot listen on %s (%s); serving calls without metrics", self.config.metrics.listen, exc
+            )
+            return
+        self.metrics_server = server
+        log.info("metrics on %s", server.url)
+
+    def _healthy(self) -> bool:
+        """Serving calls: not stopping, and the FastAGI listener (if any) open."""
+        return not self.stop.is_set() and (self.server is None or not self.server.closing)
+
+    def _status(self) -> str:
+        """One line for ``systemctl status``."""
+        parts = []
+        if self.server is not None:
+            parts.append(f"FastAGI on {self.server.settings.host}:{self.server.port}")
+        if self.ari is not None:
+            parts.append(f"ARI app {self.ari.settings.app}")
+        if self.metrics_server is not None:
+            parts.append(f"metrics on {self.metrics_server.url}")
+        parts.append(f"mode {self.config.policy.mode.value}, {len(self.firewall.rules)} rules")
+        return "; ".join(parts)
 
     async def _flush_loop(self) -> None:
         while True:
@@ -229,6 +307,8 @@ class Node:
         while True:
             await asyncio.sleep(MAINTENANCE_INTERVAL)
             try:
+                if self._watchdog:
+                    self.notifier.watchdog()  # the loop still turns
                 self.firewall.maintenance()
                 if self.mesh is not None:
                     self.mesh.save_status()
@@ -243,10 +323,12 @@ class Node:
 
     def reload(self) -> None:
         """Re-read the config file; keep the running config if the new one is invalid."""
+        self.notifier.reloading()
         try:
             new = load_config(self.config_path)
         except ConfigError as exc:
             log.error("config reload refused, keeping the running config: %s", exc)
+            self.notifier.ready(f"config reload refused: {exc}")
             return
         restart = _restart_settings(self.config, new)
         if self.ari is not None:
@@ -259,6 +341,7 @@ class Node:
         if self.http is not None:
             self.http.context.reload_tokens()
         log.info("config reloaded (%d rules, mode %s)", len(self.firewall.rules), new.policy.mode.value)
+        self.notifier.ready(self._status())
 
 
 async def _finish_ari(task: asyncio.Task[None]) -> None:
@@ -276,6 +359,8 @@ def _restart_settings(old: Config, new: Config) -> list[tuple[str, object, objec
         ("[agi]", old.agi, new.agi),
         ("[node]", old.node, new.node),
         ("[http]", old.http, new.http),
+        ("[logging]", old.logging, new.logging),
+        ("[metrics]", old.metrics, new.metrics),
         ("reputation.half_life", old.reputation.half_life, new.reputation.half_life),
         ("reputation.bad_threshold", old.reputation.bad_threshold, new.reputation.bad_threshold),
         ("patterns.window", old.patterns.window, new.patterns.window),
