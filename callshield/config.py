@@ -520,10 +520,7 @@ class MetricsConfig(_Section, frozen=True, kw_only=True, forbid_unknown_fields=T
 
     def address(self) -> tuple[str, int]:
         """``listen`` as ``(host, port)``; ValueError when it is not ``HOST:PORT``."""
-        match = re.fullmatch(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]\s]+)):(?P<port>\d{1,5})", self.listen)
-        if match is None or int(match.group("port")) > 65535:
-            raise ValueError(f"listen must be HOST:PORT such as 127.0.0.1:9464 or [::1]:9464, got {self.listen!r}")
-        return match.group("v6") or match.group("host"), int(match.group("port"))
+        return parse_listen(self.listen)
 
 
 class Config(_Section, frozen=True, kw_only=True, forbid_unknown_fields=True):
