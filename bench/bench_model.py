@@ -1,111 +1,102 @@
-"""Per-decision cost of the learned scorer.
+"""Per-decision cost of the learned scorer, on generated traffic replayed through the engine.
 
-1. The scorer alone on 20,000 recorded feature vectors: the compiled margin and the full ``score()``
-   (margin, calibration, score map, reasons when the score is 20 or more). ``callshield train``
-   prints scikit-learn's single-row ``predict_proba`` cost beside the compiled model's.
-2. ``Firewall.decide()`` on the same stream of 200,000 calls (random callers in a few hundred
-   exchanges to 2,000 DIDs, with hangup feedback), once with the rules scorer and once with the model.
+A day of `callshield simulate` traffic (seed 7, default mix; generated into bench/out/ once) is
+replayed through the real engine twice: with the rules scorer and with the shipped model (which
+adds the rules' evidence points). For each run: the scorer's own time per call (a timing wrapper
+around ``score()``), and the replay's CPU time per call (decide + feedback + writes), so the
+difference is what the model costs a decision. The compiled margin alone is timed on the recorded
+feature vectors. CPU times (``process_time``) are used: they hold on a busy machine where wall
+clocks do not. ``callshield train`` prints scikit-learn's single-row ``predict_proba`` cost beside
+the compiled model's.
 
-Run: .venv/bin/python bench/bench_model.py [--model FILE] [--calls N]
+Run: .venv/bin/python bench/bench_model.py [--model FILE] [--hours H]
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import platform
-import random
 import statistics
+import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from callshield.clock import ManualClock  # noqa: E402
-from callshield.config import Config, ModelConfig  # noqa: E402
-from callshield.engine import Firewall  # noqa: E402
+from callshield.config import Config  # noqa: E402
 from callshield.model import SHIPPED_MODEL, ModelScorer  # noqa: E402
-from callshield.verdict import Call, CallOutcome  # noqa: E402
+from callshield.policy import ExpertScorer, Scorer  # noqa: E402
+from callshield.replay import read_cdr, replay  # noqa: E402
+from callshield.verdict import Reason  # noqa: E402
 
-NOW = 1_795_000_000.0
-
-
-def calls(count: int, seed: int) -> list[tuple[Call, float, float]]:
-    rng = random.Random(seed)
-    exchanges = [f"+1{rng.randint(201, 989)}{rng.randint(200, 999)}" for _ in range(300)]
-    out = []
-    t = NOW
-    for _ in range(count):
-        t += rng.expovariate(50.0)
-        caller = f"{rng.choice(exchanges)}{rng.randint(0, 9999):04d}"
-        callee = f"+1312555{rng.randint(0, 1999):04d}"
-        billsec = rng.choice((0.0, 0.0, 5.0, 45.0, 180.0))
-        out.append((Call(caller=caller, callee=callee, started_at=t), billsec, t + 20 + billsec))
-    return out
+OUT = ROOT / "bench" / "out"
 
 
-def run_decide(
-    config: Config, stream: list[tuple[Call, float, float]]
-) -> tuple[float, list[float], list[tuple[float, ...]]]:
-    with tempfile.TemporaryDirectory() as tmp:
-        fw = Firewall.open(config, clock=ManualClock(NOW), path=Path(tmp) / "bench.sqlite3")
-        latencies: list[float] = []
-        vectors: list[tuple[float, ...]] = []
-        pending: list[tuple[float, str, float]] = []
-        gc.collect()
-        started = time.perf_counter()
-        for index, (call, billsec, ended) in enumerate(stream):
-            t0 = time.perf_counter()
-            verdict = fw.decide(call)
-            latencies.append(time.perf_counter() - t0)
-            if index % 10 == 0:
-                vectors.append(verdict.features)
-            pending.append((ended, verdict.id, billsec))
-            if len(pending) >= 200:
-                for end, decision, sec in pending:
-                    fw.feedback(CallOutcome(decision_id=decision, dialstatus="ANSWER" if sec else "NOANSWER",
-                                            billsec=sec, ended_at=end))  # fmt: skip
-                pending.clear()
-            if index % 10_000 == 9_999:
-                fw.flush()
-        fw.flush()
-        elapsed = time.perf_counter() - started
-        fw.close()
-    return len(stream) / elapsed, latencies, vectors
+class TimedScorer:
+    """Wraps a scorer and keeps the CPU time of every ``score()`` call."""
+
+    def __init__(self, inner: Scorer) -> None:
+        self.inner = inner
+        self.times: list[float] = []
+
+    def score(self, features: tuple[float, ...]) -> tuple[int, tuple[Reason, ...]]:
+        start = time.perf_counter()
+        result = self.inner.score(features)
+        self.times.append(time.perf_counter() - start)
+        return result
 
 
-def per_call(fn: object, rows: list[tuple[float, ...]]) -> float:
-    assert callable(fn)
-    start = time.perf_counter()
-    for row in rows:
-        fn(row)
-    return (time.perf_counter() - start) / len(rows) * 1e6
+def traffic(hours: int) -> Path:
+    folder = OUT / f"model-traffic-{hours}h"
+    if not (folder / "Master.csv").exists():
+        command = [sys.executable, "-m", "callshield", "simulate", "--out", str(folder), "--seed", "7"]
+        subprocess.run([*command, "--hours", str(hours)], check=True, capture_output=True)
+    return folder / "Master.csv"
+
+
+def run(cdr: Path, scorer: TimedScorer) -> tuple[float, list[tuple[float, ...]]]:
+    calls = read_cdr(cdr).calls
+    vectors: list[tuple[float, ...]] = []
+    start = time.process_time()
+    for record in replay(calls, config=Config(), scorer=scorer):
+        if len(vectors) < 20_000:
+            vectors.append(record.verdict.features)
+    return (time.process_time() - start) / len(calls), vectors
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", type=Path, default=SHIPPED_MODEL)
-    parser.add_argument("--calls", type=int, default=200_000)
+    parser.add_argument("--hours", type=int, default=12)
     args = parser.parse_args()
-    scorer = ModelScorer.load(args.model)
-    print(f"python {platform.python_version()}, model {scorer.name} ({scorer.model.kind}) from {args.model}")
-    stream = calls(args.calls, seed=11)
-    rules_rate, rules_lat, vectors = run_decide(Config(), stream)
-    model_config = Config(model=ModelConfig(scorer="model", path=str(args.model)))
-    model_rate, model_lat, _ = run_decide(model_config, stream)
-    rows = vectors[:20_000]
-    print(f"scorer alone, per call over {len(rows)} recorded vectors:")
-    print(f"  compiled margin        {per_call(scorer.margin, rows):7.1f} us")
-    print(f"  compiled score()       {per_call(scorer.score, rows):7.1f} us")
-    for name, rate, lat in (("rules", rules_rate, rules_lat), ("model", model_rate, model_lat)):
-        q = statistics.quantiles(lat, n=100)
+    config = Config()
+    rules = ExpertScorer(config.scoring, config.patterns, config.reputation)
+    model = ModelScorer.load(args.model).with_evidence(rules)
+    cdr = traffic(args.hours)
+    trees = len(model.model.trees.trees) if model.model.trees else 0
+    print(f"python {platform.python_version()}; model {model.name} ({trees} trees); {cdr}")
+    results = {}
+    for name, inner in (("rules", rules), ("model", model)):
+        timed = TimedScorer(inner)
+        per_call, vectors = run(cdr, timed)
+        results[name] = (per_call, timed.times, vectors)
+    vectors = results["rules"][2]
+    start = time.process_time()
+    for row in vectors:
+        model.margin(row)
+    margin = (time.process_time() - start) / len(vectors)
+    print(f"compiled margin alone: {margin * 1e6:.1f} us per call ({len(vectors)} recorded vectors)")
+    for name, (per_call, times, _) in results.items():
+        q = statistics.quantiles(times, n=100)
         print(
-            f"decide() with {name:<5}: {rate:8.0f} calls/s incl. writes; decide p50 {q[49] * 1e6:6.1f} us, "
-            f"p99 {q[98] * 1e6:6.1f} us, mean {statistics.fmean(lat) * 1e6:6.1f} us"
+            f"{name:<5}: score() mean {statistics.fmean(times) * 1e6:6.1f} us, p50 {q[49] * 1e6:6.1f}, "
+            f"p99 {q[98] * 1e6:6.1f}; replay CPU per call {per_call * 1e6:6.1f} us "
+            f"({1 / per_call:,.0f} calls per CPU-s)"
         )
+    added = results["model"][0] - results["rules"][0]
+    print(f"the model adds {added * 1e6:.1f} us of CPU per replayed call")
 
 
 if __name__ == "__main__":
