@@ -28,8 +28,9 @@ _MarginFn = Callable[[Sequence[float]], float]
 _ContribFn = Callable[[Sequence[float], list[float]], float]
 MAX_REASONS = 5
 REASONS_FROM_SCORE = 20
-"""Below this score a verdict carries no model reasons (they cost a second pass; ``explain`` still
-shows every contribution)."""
+"""Below this score, or below the score map's screening anchor when that is higher, a verdict carries
+no model reasons: they cost a second pass over the trees, and a connected call needs none
+(``explain`` still shows every contribution)."""
 MIN_CONTRIBUTION = 0.05
 """Contributions smaller than this (log-odds) are not worth a reason."""
 _PEER_CODE = "reputation:peer"
@@ -119,6 +120,8 @@ class ModelScorer:
         self._contrib: _ContribFn = _compile(contrib_src, "contributions")
         self._probability = _calibrator(model.calibration)
         self._score_p, self._score_s = model.score_map.probability, model.score_map.score
+        anchors = model.score_map.score[1:-1]
+        self._reasons_from = max(REASONS_FROM_SCORE, round(anchors[0])) if anchors else REASONS_FROM_SCORE
         self._names = FEATURE_NAMES
 
     @classmethod
@@ -157,7 +160,7 @@ class ModelScorer:
     def score(self, features: tuple[float, ...]) -> tuple[int, tuple[Reason, ...]]:
         score = self.score_of(self._probability(self._margin(features)))
         reasons: tuple[Reason, ...] = ()
-        if score >= REASONS_FROM_SCORE:
+        if score >= self._reasons_from:
             values = [0.0] * len(FEATURE_NAMES)
             self._contrib(features, values)
             reasons = self._reasons(score, features, values)
