@@ -228,6 +228,8 @@ keys = [{{ id = "k1", secret = "{KEY}" }}]
         next_sample = 1.0
         i = 0
         lag_max = 0.0
+        thread_time = time.thread_time
+        decide_cpu = 0.0
         while True:
             elapsed = perf() - t0
             if elapsed >= duration:
@@ -237,15 +239,17 @@ keys = [{{ id = "k1", secret = "{KEY}" }}]
                 next_sample += 1.0
             due = min(int(rate * elapsed) + 1, int(rate * duration))
             lag_max = max(lag_max, (due - i) / rate)
+            c0 = thread_time()
             for _ in range(min(due - i, CHUNK)):
                 verdict = fw.decide(Call(caller=a_caller(start + i), callee=f"+1312555{i % DIDS:04d}"))
                 decided.append(verdict.decided_at)
                 blocks += verdict.action is Action.BLOCK
                 i += 1
+            decide_cpu += thread_time() - c0
             await asyncio.sleep(0.0005 if i >= due else 0)
         offered_wall = perf() - t0
         t_drain = perf()
-        while (self.outbox.depth() or link._fresh) and perf() - t_drain < drain:
+        while link.backlog() and perf() - t_drain < drain:
             await asyncio.sleep(0.01)
         drained = perf() - t_drain
         if self.profile is not None:
@@ -260,7 +264,8 @@ keys = [{{ id = "k1", secret = "{KEY}" }}]
             "offered_wall": offered_wall,
             "offered_rate": i / offered_wall,
             "drain_s": drained,
-            "left_in_outbox": self.outbox.depth() + len(link._fresh),
+            "left_in_outbox": link.backlog(),
+            "decide_cpu_s": decide_cpu,
             "published": link.counters["published"] - published0,
             "first_seq": first_seq,
             "last_seq": self.outbox.last_seq(),
@@ -423,8 +428,10 @@ class CpuMeter:
 
     def percent(self) -> dict[str, float]:
         wall = time.perf_counter() - self.t0
-        used = {name: (cpu_ticks(pid) - self.start[name]) / CLK_TCK for name, pid in self.pids.items()}
-        return {name: round(seconds / wall * 100, 1) for name, seconds in used.items()}
+        return {name: round(seconds / wall * 100, 1) for name, seconds in self.seconds().items()}
+
+    def seconds(self) -> dict[str, float]:
+        return {name: (cpu_ticks(pid) - self.start[name]) / CLK_TCK for name, pid in self.pids.items()}
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -518,8 +525,14 @@ class Run:
         sent = a.ask(cmd="send", rate=rate, duration=duration, start=start, out=str(decided_file))
         collected = b.ask(cmd="collect", expect=sent["count"], out=str(records))
         cpu = meter.percent()
+        seconds = meter.seconds()
         result = analyse(sent, decided_file, collected, records)
         result.update(sent=sent, cpu=cpu, rate=rate, duration=duration)
+        count = max(1, int(sent["count"]))
+        # CPU per verdict (µs): whole processes over the run, A's decide() calls (with on_verdict) apart.
+        result["cpu_us_per_verdict"] = {name: round(used / count * 1e6, 1) for name, used in seconds.items()}
+        result["cpu_us_per_verdict"]["a_decide"] = round(float(sent["decide_cpu_s"]) / count * 1e6, 1)
+        result["cpu_us_per_verdict"]["a_mesh"] = round((seconds["a"] - float(sent["decide_cpu_s"])) / count * 1e6, 1)
         return result
 
     def latency(self) -> None:
@@ -631,6 +644,11 @@ def print_propagation(title: str, r: dict[str, Any]) -> None:
             f"max {q['max']:.1f} ms"
         )
     print(f"  CPU % (100 = one core): {r['cpu']}; A's link counters {s['counters']}")
+    per = r["cpu_us_per_verdict"]
+    print(
+        f"  CPU per verdict: A {per['a']:.0f} us (decide() {per['a_decide']:.0f} + the rest {per['a_mesh']:.0f}), "
+        f"B {per['b']:.0f} us, mosquitto {per.get('mosquitto', float('nan')):.0f} us"
+    )
 
 
 def main() -> None:

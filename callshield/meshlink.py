@@ -1,26 +1,41 @@
 """The node's link to the mesh: its verdicts out through the outbox, peers' verdicts in to the engine.
 
 The I/O half of issue 4 (the message rules are in :mod:`callshield.mesh`, sans-I/O). One
-:class:`MeshLink` per node, in the server's event loop, with one aiomqtt client:
+:class:`MeshLink` per node, in the server's event loop, with one aiomqtt client (MQTT 5):
 
 - Out: the engine calls :meth:`MeshLink.on_verdict` for each decision; shared ones (blocks and
-  screens on a caller's own evidence) become messages with the next sequence number, which the
-  publisher commits to the outbox (unsigned payloads), then signs with the send time and publishes
-  at QoS 1, oldest first, and removes once the broker has acknowledged them. Broker down: decisions go
-  on, messages wait in the outbox and drain in order on reconnect. A message published twice (a crash
-  between PUBACK and the removal) is harmless: receivers drop it by its sequence number.
+  screens on a caller's own evidence) become messages. The link's pump commits what came since its
+  last round to the outbox in one transaction (numbered, stamped with the sending time, with their
+  ``mesh_standing`` rows and the removal of what the broker acknowledged meanwhile), then signs and
+  publishes them at QoS 1, oldest first, at most ``PUBLISH_WINDOW`` unacknowledged at once, and
+  removes each once the broker has acknowledged it (PUBACK). Broker down: decisions go on, the pump
+  still commits, messages wait in the outbox and drain in order on reconnect. A message published
+  twice (a crash between PUBACK and the removal) is harmless: receivers drop it by its sequence number.
 - In: messages on the cluster's verdict topics go through :class:`callshield.mesh.Inbox` (verify,
   drop stale, replayed, oversized, forged; count each reason); accepted verdicts become
-  ``Firewall.peer_verdict`` / ``peer_revoke``.
+  ``Firewall.peer_verdict`` / ``peer_revoke``. The subscription is "no local" (MQTT 5): the broker
+  does not send a node its own messages back.
 - Status: ``online`` retained on connect, ``offline`` retained as the last will and on a clean stop.
 - Reconnect with exponential backoff and jitter between ``reconnect_min`` and ``reconnect_max``.
-- Catching up: the session is persistent (the broker queues verdicts while we are away, and keeps
-  them across its own restarts with persistence on), and when the process starts the node also asks
-  its peers on ``callshield/v1/{cluster}/sync/{node}``; each peer
-  answers, at most once per ``SYNC_COOLDOWN`` for each requester, by sharing again (new sequence numbers, remaining TTL)
-  its verdicts still in force, kept in ``mesh_standing``. Peers that already hold them just replace
-  them with the same content; a node that joins late or was away beyond the broker's queue gets
-  them all. The request carries no data, so a forged one can only cost a rate-limited re-send.
+- Catching up: the session is persistent (clean start off, a session that never expires: the broker
+  queues verdicts while we are away, and keeps them across its own restarts with persistence on),
+  and when the process starts the node also asks its peers on ``callshield/v1/{cluster}/sync/{node}``;
+  each peer answers, at most once per ``SYNC_COOLDOWN`` for each requester, by sharing again (new
+  sequence numbers, remaining TTL) its verdicts still in force, kept in ``mesh_standing``. Peers that
+  already hold them just replace them with the same content; a node that joins late or was away
+  beyond the broker's queue gets them all. The request carries no data, so a forged one can only cost
+  a rate-limited re-send.
+
+Below aiomqtt (each per message, so each costs at 5,000 verdicts/s; the paho client is aiomqtt's own,
+``aiomqtt.Client._client``, driven by aiomqtt's socket callbacks on this loop):
+
+- publishing calls paho's ``publish`` and tracks the PUBACKs itself (one dict entry per message,
+  through paho's ``on_publish``, which is chained to aiomqtt's for aiomqtt's own publishes) instead of
+  ``aiomqtt.Client.publish``: that awaits an ``asyncio.Event`` under ``wait_for`` per message and
+  scans every pending call twice per call;
+- receiving takes paho's ``on_message`` and handles each message in that callback instead of
+  aiomqtt's queue, whose iterator makes a task and an ``asyncio.wait`` per message. aiomqtt's message
+  iterator is still awaited: it ends the session when the connection drops.
 """
 
 from __future__ import annotations
@@ -34,11 +49,16 @@ import random
 import socket
 import sqlite3
 import ssl
-from collections import Counter
-from typing import Final
+from collections import Counter, deque
+from collections.abc import Callable
+from typing import Any, Final, cast
 
 import aiomqtt
-from msgspec.structs import replace
+import paho.mqtt.client as paho
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from callshield.config import Config
 from callshield.engine import Firewall
@@ -54,12 +74,13 @@ from callshield.mesh import (
     decode_payload,
     encode_payload,
     parse_sync_topic,
+    stamped,
     status_topic,
     sync_filter,
     sync_topic,
     verdicts_filter,
 )
-from callshield.outbox import Outbox
+from callshield.outbox import Outbox, OutboxEntry, StandingRow
 from callshield.peers import PeerKind
 from callshield.verdict import Action, Verdict
 
@@ -67,28 +88,43 @@ __all__ = ["STATUS_KEY", "MeshLink", "enqueue_event", "read_status"]
 
 log = logging.getLogger(__name__)
 
-PUBLISH_BATCH: Final = 100
-"""Messages in flight at once (QoS 1 acknowledgements are awaited together)."""
+PUBLISH_WINDOW: Final = 1000
+"""Messages handed to the MQTT client and not yet acknowledged, at most; the rest wait in the outbox."""
+WIRE_INFLIGHT: Final = 100
+"""Of those, on the wire awaiting their PUBACK at once (paho queues the others in order)."""
+UNSENT_MAX: Final = 10_000
+"""Committed messages kept signed in memory until sent; beyond that they are read back from the outbox."""
+ACK_LINGER: Final = 0.05
+"""Seconds acknowledged messages may wait for the next round's transaction before one of their own."""
+ACK_BATCH: Final = 500
+"""Acknowledged messages that make a round of their own at once."""
+RESTAMP_AFTER: Final = 30.0
+"""A message committed longer ago than this (seconds) is stamped with the sending time and signed again
+when it is finally sent, so a long outage does not make it stale at the receivers (``max_skew`` 300 s)."""
 OUTBOX_POLL: Final = 0.5
 """Seconds between looks at the outbox for rows other processes (the CLI) added."""
+STANDING_PRUNE: Final = 600.0
+"""Seconds between two removals of shared verdicts no longer in force from ``mesh_standing``."""
 _NODELAY: Final = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 CONNECT_TIMEOUT: Final = 10.0
+DRAIN_TIMEOUT: Final = 2.0
+"""Seconds a clean stop waits for the outbox to be published and acknowledged."""
+LAST_COMMIT_WAIT: Final = 5.0
+"""Seconds the final commit of a stopping link may wait for the database."""
 OUTBOX_BUSY_RETRY: Final = 0.005
-"""Seconds before the publisher tries the outbox again when the database was busy."""
+"""Seconds before the pump tries the outbox again when the database was busy."""
+SESSION_NEVER_EXPIRES: Final = 0xFFFFFFFF
 PASSWORD_VARIABLE: Final = "CALLSHIELD_MQTT_PASSWORD"  # noqa: S105 (a variable name, not a secret)
 """Environment variable that overrides ``mesh.password`` (keep secrets out of config files)."""
 SYNC_COOLDOWN: Final = 30.0
 """Seconds between two catch-up answers of this node to the same peer."""
 MAX_SYNC_PEERS: Final = 1024
-STANDING_UPSERT: Final = (
-    "INSERT INTO mesh_standing (subject, subject_kind, kind, action, score, reasons, expires) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (subject) DO UPDATE SET subject_kind = excluded.subject_kind, "
-    "kind = excluded.kind, action = excluded.action, score = excluded.score, reasons = excluded.reasons, "
-    "expires = excluded.expires"
-)
-STANDING_DELETE: Final = "DELETE FROM mesh_standing WHERE subject = ?"
 STATUS_KEY: Final = "mesh_status"
 """meta key of the running link's status (JSON), for ``callshield mesh status``."""
+_REFUSED: Final = 0x80
+"""PUBACK reason codes from here on are the broker's refusal (MQTT 5); below, success."""
+
+_OnPublish = Callable[[paho.Client, Any, int, ReasonCode, Properties], None]
 
 
 class MeshLink:
@@ -101,6 +137,7 @@ class MeshLink:
         self._outbox = outbox
         self.cluster, self.node = config.mesh_identity()
         self._outbound = _outbound(config, last_seq=outbox.last_seq())
+        self._keyring = mesh.keyring()
         self.inbox = Inbox(
             keyring=mesh.keyring(),
             cluster=self.cluster,
@@ -109,15 +146,29 @@ class MeshLink:
             max_bytes=mesh.max_message_bytes,
             max_skew=float(mesh.max_skew),
         )
-        # The outbox writes on the event loop while the server's aiosqlite writer may hold the write lock
-        # across several awaits: waiting for it here would block the loop it needs to finish (5 s, then
-        # "database is locked"). Fail at once instead; the publisher retries a moment later.
+        # The outbox commits on the event loop while the server's writer thread may hold the database's
+        # write lock for a batch: fail at once instead of blocking the loop; the pump retries shortly.
         outbox.connection.execute("PRAGMA busy_timeout = 0")
         self._fresh: list[MeshMessage] = []
+        """Messages made since the pump's last round (not committed yet)."""
+        self._acked: list[int] = []
+        """Sequence numbers the broker acknowledged, to remove from the outbox in the next round."""
+        self._unsent: deque[tuple[int, bytes, float]] = deque()
+        """(seq, signed payload, ts): committed, not yet handed to the client; exactly the outbox's rows
+        after ``_cursor`` unless ``_behind``."""
+        self._behind = True
+        """The outbox may hold rows after ``_cursor`` that are not in ``_unsent``: read them from it."""
+        self._cursor = 0
+        """The last sequence number handed to the client in this session."""
+        self._last_committed = outbox.last_seq()
+        self._in_flight: dict[int, int] = {}
+        """paho message id -> sequence number, for the publishes awaiting their PUBACK."""
+        self._paho: paho.Client | None = None
+        """The connected session's paho client (aiomqtt's), or None between sessions."""
         self._answered: dict[str, float] = {}  # requester -> when we last answered it
         self._asked_to_sync = False
+        self._last_prune = float("-inf")
         self._wake = asyncio.Event()
-        self._client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
         self.counters: Counter[str] = Counter()
         """published, publish_failed, connects, disconnects, peer messages applied, ..."""
@@ -144,6 +195,10 @@ class MeshLink:
         )
         self._fresh.append(message)
         self._wake.set()
+
+    def backlog(self) -> int:
+        """Messages made here and not yet acknowledged by the broker (memory and outbox)."""
+        return len(self._fresh) + self._outbox.depth()
 
     # -- status --------------------------------------------------------------------------------------
 
@@ -174,80 +229,181 @@ class MeshLink:
         """Write :meth:`status` to the node database (the CLI reads it from there)."""
         self._outbox.save_meta(STATUS_KEY, json.dumps(self.status(), separators=(",", ":")))
 
-    def commit_fresh(self) -> int:
-        """Commit the messages made since the last call to the outbox; return how many.
+    # -- the pump: outbox in, client out -------------------------------------------------------------
 
-        Sequence numbers are the outbox's: read, then checked again inside the append's transaction,
-        so messages the CLI added meanwhile (revocations) never share a number with ours.
+    def commit_fresh(self) -> int:
+        """Commit the messages made since the last call to the outbox, and remove the ones the broker
+        acknowledged, in one transaction; return how many were committed.
+
+        Raises ``sqlite3.OperationalError`` when the database is busy: everything is kept for the
+        next call.
         """
-        fresh, self._fresh = self._fresh, []
-        if not fresh:
+        fresh, acked = self._fresh, self._acked
+        if not fresh and not acked:
             return 0
         now = self._firewall.clock.now()
         topic = self._outbound.topic
-        for _ in range(3):
-            start = self._outbox.last_seq() + 1
-            rows = [(topic, encode_payload(replace(m, seq=start + i))) for i, m in enumerate(fresh)]
-            try:
-                self._outbox.append(rows, now, first_seq=start)
-            except StoreError:
-                continue  # another process took numbers between the read and the append
-            except sqlite3.OperationalError:  # busy (see __init__): keep them for the next try
-                self._fresh = fresh + self._fresh
-                raise
-            try:
-                _remember_standing(self._outbox.connection, fresh)
-            except sqlite3.OperationalError:  # busy: only catch-up answers miss them; they are committed
-                self.counters["standing:busy"] += len(fresh)
-            return len(fresh)
-        self._fresh = fresh + self._fresh
-        return 0
+        committed = self._outbox.commit(fresh, topic=topic, now=now, acknowledged=acked)
+        self._fresh, self._acked = [], []
+        entries = committed.entries
+        if not entries:
+            return 0
+        if (
+            self._behind
+            or committed.dropped
+            or committed.after != self._last_committed  # another process's rows lie in between
+            or len(self._unsent) + len(entries) > UNSENT_MAX
+        ):
+            self._fall_behind()
+        else:
+            seal = self._keyring.seal
+            self._unsent.extend((e.seq, seal(topic, e.payload), now) for e in entries)
+        self._last_committed = entries[-1].seq
+        self.counters["committed"] += len(entries)
+        return len(entries)
 
-    async def _publish_waiting(self, client: aiomqtt.Client) -> None:
-        """Publish the outbox, oldest first, in batches; remove what the broker acknowledged."""
-        while True:
-            self.commit_fresh()
-            waiting = self._outbox.pending(PUBLISH_BATCH)
-            if not waiting:
+    def _fall_behind(self) -> None:
+        self._behind = True
+        self._unsent.clear()
+
+    def _send(self) -> bool:
+        """Hand committed messages to the client, oldest first, within the window; False if it refused."""
+        client = self._paho
+        if client is None:
+            return True
+        room = PUBLISH_WINDOW - len(self._in_flight)
+        now = self._firewall.clock.now()
+        while room > 0:
+            if self._behind:
+                rows = self._outbox.pending(room, after=self._cursor)
+                if len(rows) < room:  # read to the end: from here on the fresh ones follow the cursor
+                    self._behind = False
+                    self._last_committed = max(self._last_committed, self._outbox.last_seq())
+                batch = [(row.seq, self._sealed(row, now), row.created) for row in rows]
+            else:
+                unsent = self._unsent
+                batch = [unsent.popleft() for _ in range(min(room, len(unsent)))]
+                if batch and now - batch[0][2] > RESTAMP_AFTER:  # waited long (an outage): stamp again
+                    self._fall_behind()
+                    continue
+            if not batch:
+                return True
+            for seq, payload, _ in batch:
+                if not self._publish(client, seq, payload):
+                    self._fall_behind()
+                    return False
+            room -= len(batch)
+        return True
+
+    def _sealed(self, row: OutboxEntry, now: float) -> bytes:
+        """A waiting row signed for sending (stamped again first if it waited more than RESTAMP_AFTER)."""
+        payload = row.payload
+        if now - row.created > RESTAMP_AFTER:
+            payload = encode_payload(stamped(decode_payload(payload), ts=now))
+        return self._keyring.seal(row.topic, payload)
+
+    def _publish(self, client: paho.Client, seq: int, payload: bytes) -> bool:
+        info = client.publish(self._outbound.topic, payload, qos=1)
+        if info.rc != paho.MQTT_ERR_SUCCESS:  # no connection: the session is ending; the outbox keeps it
+            self.counters["publish_failed"] += 1
+            return False
+        self._in_flight[info.mid] = seq
+        self._cursor = seq
+        return True
+
+    def _chain_on_publish(self, aiomqtt_on_publish: _OnPublish | None) -> _OnPublish:
+        """paho's PUBACK callback: ours for the link's publishes, aiomqtt's for the others."""
+        in_flight, counters, wake = self._in_flight, self.counters, self._wake
+        later = asyncio.get_running_loop().call_later
+
+        def on_publish(client: paho.Client, userdata: Any, mid: int, reason: ReasonCode, props: Properties) -> None:
+            seq = in_flight.pop(mid, None)
+            if seq is None:
+                if aiomqtt_on_publish is not None:
+                    aiomqtt_on_publish(client, userdata, mid, reason, props)
                 return
-            now = self._firewall.clock.now()
-            sealed = [self._outbound.seal(decode_payload(row.payload), now=now) for row in waiting]
-            results = await asyncio.gather(
-                *(client.publish(m.topic, m.payload, qos=1) for m in sealed), return_exceptions=True
-            )
-            done = [row.seq for row, result in zip(waiting, results, strict=True) if result is None]
-            self._outbox.acknowledged(done)
-            self.counters["published"] += len(done)
-            failed = len(waiting) - len(done)
-            if failed:
-                self.counters["publish_failed"] += failed
-                raise aiomqtt.MqttError(f"{failed} publishes failed")
+            if reason.value >= _REFUSED:  # kept in the outbox: sent again with the next session
+                counters[f"publish_refused:{reason.getName()}"] += 1
+                return
+            acked = self._acked  # (the pump swaps the list at each round)
+            acked.append(seq)
+            counters["published"] += 1
+            if len(acked) == 1:  # removed with the next round, or at the latest after ACK_LINGER
+                later(ACK_LINGER, wake.set)
+            if len(acked) >= ACK_BATCH or (len(in_flight) <= PUBLISH_WINDOW // 2 and self._waiting()):
+                wake.set()
 
-    async def _publisher(self, client: aiomqtt.Client) -> None:
+        return on_publish
+
+    def _waiting(self) -> bool:
+        """Whether committed messages wait for room in the window."""
+        return self._behind or bool(self._unsent)
+
+    async def _pump(self) -> None:
+        """Commit and send, round after round, as long as the link runs (connected or not)."""
         while True:
+            self._wake.clear()
             try:
-                await self._publish_waiting(client)
+                self.commit_fresh()
             except sqlite3.OperationalError:  # the database is busy (the writer's batch): retry shortly
                 self.counters["outbox:busy"] += 1
                 await asyncio.sleep(OUTBOX_BUSY_RETRY)
                 continue
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
+            self._send()
+            try:
                 async with asyncio.timeout(OUTBOX_POLL):
                     await self._wake.wait()
+            except TimeoutError:
+                self._idle()
+
+    def _idle(self) -> None:
+        """Nothing happened for a while: look for rows other processes added; tidy ``mesh_standing``."""
+        if not self._behind and self._outbox.last_seq() != self._last_committed:
+            self._fall_behind()
+        now = self._firewall.clock.now()
+        if now - self._last_prune >= STANDING_PRUNE:
+            self._last_prune = now
+            with contextlib.suppress(sqlite3.OperationalError):
+                self._outbox.prune_standing(now)
+
+    async def _drain(self) -> None:
+        """Before a clean stop: publish what waits and wait for the acknowledgements (bounded by the caller)."""
+        while True:
+            try:
+                self.commit_fresh()
+            except sqlite3.OperationalError:
+                await asyncio.sleep(OUTBOX_BUSY_RETRY)
+                continue
+            if not self._send():
+                return
+            if not self._in_flight and not self._unsent and not self._behind and not self._acked:
+                return
+            await asyncio.sleep(0.01)
 
     # -- in ------------------------------------------------------------------------------------------
 
-    async def _receiver(self, client: aiomqtt.Client) -> None:
-        async for message in client.messages:
-            topic = message.topic.value
-            requester = parse_sync_topic(topic)
-            if requester is not None:
-                self.sync_requested(requester[1])
-                continue
+    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        """paho's message callback (in aiomqtt's socket reader, on this loop): handle it at once."""
+        try:
             payload = message.payload
-            data = payload if isinstance(payload, bytes) else str(payload or "").encode()
-            self.receive(topic, data)
+            self._dispatch(message.topic, payload if isinstance(payload, bytes) else bytes(payload))
+        except Exception:  # never into paho: it would end the session
+            self.counters["receive:error"] += 1
+            log.exception("mesh: a received message could not be handled")
+
+    async def _receiver(self, client: aiomqtt.Client) -> None:
+        # Messages reach _on_message; this iterator ends the session when the connection drops (and
+        # takes what arrived before _on_message was installed).
+        async for message in client.messages:
+            payload = message.payload
+            self._dispatch(message.topic.value, payload if isinstance(payload, bytes) else str(payload or "").encode())
+
+    def _dispatch(self, topic: str, payload: bytes) -> None:
+        requester = parse_sync_topic(topic)
+        if requester is not None:
+            self.sync_requested(requester[1])
+            return
+        self.receive(topic, payload)
 
     def sync_requested(self, requester: str) -> bool:
         """A peer asks to catch up: share our verdicts in force again (rate-limited); True if we do."""
@@ -259,7 +415,7 @@ class MeshLink:
         answered[requester] = now
         if len(answered) > MAX_SYNC_PEERS:  # forged names must not grow this without bound
             del answered[min(answered, key=answered.__getitem__)]
-        again = [_reshared(row, node=self.node, now=now) for row in _standing(self._outbox.connection, now)]
+        again = [_reshared(row, node=self.node, now=now) for row in self._outbox.standing(now)]
         self._fresh.extend(again)
         self._wake.set()
         self.counters["sync:answered"] += 1
@@ -293,36 +449,53 @@ class MeshLink:
         """Stay connected (reconnecting with backoff and jitter) until ``stop`` is set."""
         mesh = self._config.mesh
         delay = float(mesh.reconnect_min)
-        while not stop.is_set():
-            try:
-                await self._session(stop)
-                delay = float(mesh.reconnect_min)
-            except aiomqtt.MqttError as exc:
-                self.counters["disconnects"] += 1
-                log.warning("mesh broker %s:%s: %s; retrying in %.1f s", mesh.host, mesh.port, exc, delay)
-            self.connected.clear()
-            if stop.is_set():
-                return
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay * random.uniform(0.5, 1.0)):
-                    await stop.wait()
-            delay = min(float(mesh.reconnect_max), delay * 2)
+        pump = asyncio.create_task(self._pump(), name="mesh-pump")
+        try:
+            while not stop.is_set():
+                try:
+                    await self._session(stop)
+                    delay = float(mesh.reconnect_min)
+                except aiomqtt.MqttError as exc:
+                    self.counters["disconnects"] += 1
+                    log.warning("mesh broker %s:%s: %s; retrying in %.1f s", mesh.host, mesh.port, exc, delay)
+                self.connected.clear()
+                if stop.is_set():
+                    return
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay * random.uniform(0.5, 1.0)):
+                        await stop.wait()
+                delay = min(float(mesh.reconnect_max), delay * 2)
+        finally:
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump
+            self._commit_last()
+
+    def _commit_last(self) -> None:
+        """Stopping: commit what was made, waiting for the database if it must (the loop has no more to do)."""
+        conn = self._outbox.connection
+        conn.execute(f"PRAGMA busy_timeout = {int(LAST_COMMIT_WAIT * 1000)}")
+        try:
+            self.commit_fresh()
+        except sqlite3.OperationalError as exc:
+            log.error("mesh: %d messages could not be committed to the outbox: %s", len(self._fresh), exc)
+        finally:
+            conn.execute("PRAGMA busy_timeout = 0")
 
     async def _session(self, stop: asyncio.Event) -> None:
         status = status_topic(self.cluster, self.node)
         async with self._new_client(aiomqtt.Will(status, b"offline", qos=1, retain=True)) as client:
-            # aiomqtt logs a warning per call beyond 10 unacknowledged: a batch in flight is normal here.
-            client.pending_calls_threshold = 4 * PUBLISH_BATCH
-            self._client = client
             self.counters["connects"] += 1
             # Subscribed before anything else: the session then holds the subscription, and the broker
-            # keeps verdicts for us from this moment on, across reconnects.
-            await client.subscribe(verdicts_filter(self.cluster), qos=1)
-            await client.subscribe(sync_filter(self.cluster), qos=1)
+            # keeps verdicts for us from this moment on, across reconnects. No local: not our own.
+            no_local = SubscribeOptions(qos=1, noLocal=True)
+            await client.subscribe(verdicts_filter(self.cluster), options=no_local)
+            await client.subscribe(sync_filter(self.cluster), options=no_local)
             await client.publish(status, b"online", qos=1, retain=True)
             if not self._asked_to_sync:  # once per process: a reconnect resumes the persistent session
                 await client.publish(sync_topic(self.cluster, self.node), b"", qos=1)
                 self._asked_to_sync = True
+            self._attach(client._client)  # aiomqtt's paho client: see the module docstring
             self.connected.set()
             log.info(
                 "mesh: connected to %s:%s as %s/%s",
@@ -331,27 +504,39 @@ class MeshLink:
                 self.cluster,
                 self.node,
             )
-            tasks = [
-                asyncio.create_task(self._publisher(client)),
-                asyncio.create_task(self._receiver(client)),
-                asyncio.create_task(stop.wait()),
-            ]
+            tasks = [asyncio.create_task(self._receiver(client)), asyncio.create_task(stop.wait())]
             try:
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     if task.exception() is not None:
                         raise task.exception()  # type: ignore[misc]
                 if stop.is_set():
-                    self.commit_fresh()
                     with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
-                        async with asyncio.timeout(2.0):
-                            await self._publish_waiting(client)
+                        async with asyncio.timeout(DRAIN_TIMEOUT):
+                            await self._drain()
                             await client.publish(status, b"offline", qos=1, retain=True)
             finally:
+                self._detach()
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
-                self._client = None
+
+    def _attach(self, client: paho.Client) -> None:
+        """A session begins: publish from the outbox's oldest row; take paho's message and PUBACK callbacks."""
+        self._in_flight.clear()
+        self._cursor = 0
+        self._fall_behind()
+        # aiomqtt made its paho client with callback API version 2: this is its _on_publish.
+        client.on_publish = self._chain_on_publish(cast("_OnPublish | None", client.on_publish))
+        client.on_message = self._on_message
+        self._paho = client
+        self._wake.set()
+
+    def _detach(self) -> None:
+        """The session ended: what was not acknowledged stays in the outbox, for the next one."""
+        self._paho = None
+        self._in_flight.clear()
+        self._fall_behind()
 
     def _new_client(self, will: aiomqtt.Will) -> aiomqtt.Client:
         mesh = self._config.mesh
@@ -360,20 +545,25 @@ class MeshLink:
             tls_context = ssl.create_default_context(cafile=mesh.tls_ca or None)
             if mesh.tls_cert:
                 tls_context.load_cert_chain(mesh.tls_cert, mesh.tls_key or None)
+        # A persistent session: the broker keeps our subscription and queues QoS 1 verdicts while we
+        # are away (a reconnect, a restart of this node), so none published meanwhile is missed.
+        connect = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        connect.SessionExpiryInterval = SESSION_NEVER_EXPIRES
         return aiomqtt.Client(
             mesh.host,
             mesh.port,
             username=mesh.username or None,
             password=os.environ.get(PASSWORD_VARIABLE) or mesh.password or None,
             identifier=f"callshield-{self.cluster}-{self.node}",
-            # A persistent session: the broker keeps our subscription and queues QoS 1 verdicts while
-            # we are away (a reconnect, a restart of this node), so none published meanwhile is missed.
-            clean_session=False,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=False,
+            properties=connect,
             will=will,
             keepalive=int(mesh.keepalive),
             timeout=CONNECT_TIMEOUT,  # aiomqtt waits forever for a CONNACK that a wrong listener never sends
             tls_context=tls_context,
             socket_options=[_NODELAY],
+            max_inflight_messages=WIRE_INFLIGHT,
         )
 
 
@@ -388,21 +578,18 @@ def enqueue_event(config: Config, outbox: Outbox, *, kind: MessageKind, caller: 
     """A message about an event outside a call (a CLI report, an admin unlist of a number) put
     straight into the outbox, where the running server's link finds and publishes it. Returns its
     sequence number. Raises ValueError for a caller that is not an E.164 number."""
-    for _ in range(3):
-        outbound = _outbound(config, last_seq=outbox.last_seq())
-        if kind is MessageKind.REVOKE:
-            message = outbound.revoke(caller, now=now)
-        else:
-            message = outbound.message(
-                kind=kind, caller=caller, action=Action.SCREEN, score=0, now=now, reasons=(f"{kind.value}:cli",)
-            )
-        try:
-            seq = outbox.append([(outbound.topic, encode_payload(message))], now, first_seq=message.seq)
-        except StoreError:
-            continue  # the server took the number meanwhile
-        _remember_standing(outbox.connection, [message])
-        return seq
-    raise StoreError("could not take a mesh sequence number (the outbox is busy)")
+    outbound = _outbound(config, last_seq=0)  # numbered by the outbox, in its transaction
+    if kind is MessageKind.REVOKE:
+        message = outbound.revoke(caller, now=now)
+    else:
+        message = outbound.message(
+            kind=kind, caller=caller, action=Action.SCREEN, score=0, now=now, reasons=(f"{kind.value}:cli",)
+        )
+    try:
+        committed = outbox.commit([message], topic=outbound.topic, now=now)
+    except sqlite3.OperationalError as exc:
+        raise StoreError(f"could not queue the mesh message: {exc}") from None
+    return committed.entries[0].seq
 
 
 def _outbound(config: Config, *, last_seq: int) -> Outbound:
@@ -420,36 +607,7 @@ def _outbound(config: Config, *, last_seq: int) -> Outbound:
     )
 
 
-def _remember_standing(conn: sqlite3.Connection, messages: list[MeshMessage]) -> None:
-    """Keep this node's verdicts in force (one per subject, the newest) for catch-up answers."""
-    with conn:
-        for m in messages:
-            if m.kind is MessageKind.REVOKE:
-                conn.execute(STANDING_DELETE, (m.subject,))
-            elif m.kind is MessageKind.VERDICT:
-                conn.execute(
-                    STANDING_UPSERT,
-                    (
-                        m.subject,
-                        m.subject_kind.value,
-                        m.kind.value,
-                        m.action.value,
-                        m.score,
-                        json.dumps(m.reasons),
-                        m.expires_at,
-                    ),
-                )
-
-
-def _standing(conn: sqlite3.Connection, now: float) -> list[tuple[str, str, str, str, int, str, float]]:
-    rows: list[tuple[str, str, str, str, int, str, float]] = conn.execute(
-        "SELECT subject, subject_kind, kind, action, score, reasons, expires FROM mesh_standing WHERE expires > ?",
-        (now,),
-    ).fetchall()
-    return rows
-
-
-def _reshared(row: tuple[str, str, str, str, int, str, float], *, node: str, now: float) -> MeshMessage:
+def _reshared(row: StandingRow, *, node: str, now: float) -> MeshMessage:
     """A standing verdict as a new message (its sequence number is given when it is committed)."""
     subject, subject_kind, kind, action, score, reasons, expires = row
     return MeshMessage(

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 import re
+from copy import copy as _copy
 from enum import StrEnum
 from typing import Final
 
@@ -55,6 +56,7 @@ __all__ = [
     "SubjectKind",
     "decode_payload",
     "encode_payload",
+    "stamped",
 ]
 
 PROTOCOL_VERSION: Final = 1
@@ -173,6 +175,24 @@ class _Versioned(msgspec.Struct):
 
 
 _VERSION_DECODER: Final = msgspec.json.Decoder(_Versioned)
+
+
+def stamped(message: MeshMessage, *, seq: int | None = None, ts: float | None = None) -> MeshMessage:
+    """A copy of ``message`` with a new ``seq`` and/or ``ts`` (numbered when committed, stamped when sent).
+
+    Only these two fields change, and only they are checked (ValueError out of range): the rest
+    was validated when ``message`` was built, so the copy skips the full validation (~7 µs).
+    """
+    copy = _copy(message)  # a struct's copy does not run __post_init__
+    if seq is not None:
+        if not 0 <= seq <= MAX_SEQ:
+            raise ValueError("seq out of range")
+        msgspec.structs.force_setattr(copy, "seq", seq)
+    if ts is not None:
+        if not math.isfinite(ts) or ts < 0:
+            raise ValueError("ts must be a finite, non-negative time")
+        msgspec.structs.force_setattr(copy, "ts", float(ts))
+    return copy
 
 
 def encode_payload(message: MeshMessage) -> bytes:
