@@ -142,6 +142,7 @@ keys = [{{ id = "k1", secret = "{KEY}" }}]
         setattr(self.firewall, "peer_verdict", recording)  # noqa: B010
         self.calls: list[Any] = []
         self.profile: cProfile.Profile | None = None
+        self.sampler: CpuSampler | None = None
 
     async def run(self) -> None:
         from callshield import db
@@ -353,10 +354,71 @@ keys = [{{ id = "k1", secret = "{KEY}" }}]
             self.profile.disable()
             self.profile.dump_stats(out)
             buffer = io.StringIO()
-            pstats.Stats(self.profile, stream=buffer).sort_stats("tottime").print_stats(22)
+            pstats.Stats(self.profile, stream=buffer).sort_stats("tottime").print_stats(35)
             text = buffer.getvalue()
             self.profile = None
         return {"event": "profile", "on": False, "top": text}
+
+
+    async def cmd_sample(self, on: bool) -> dict[str, Any]:
+        """Start (``on``) the CPU-time sampler, or stop it and return its top lines and functions."""
+        if on:
+            self.sampler = CpuSampler()
+            return {"event": "sample", "on": True}
+        text = self.sampler.stop() if self.sampler is not None else ""
+        self.sampler = None
+        return {"event": "sample", "on": False, "top": text}
+
+
+class CpuSampler:
+    """A sampling profiler on CPU time (SIGPROF every ``interval`` s of the process's CPU, all threads):
+    preemption by other processes on a shared machine costs no samples, unlike cProfile's wall clock.
+    Each sample is the main thread's Python stack; the self line includes the C calls it makes."""
+
+    def __init__(self, interval: float = 0.0005) -> None:
+        import signal
+
+        self.own: Counter[str] = Counter()
+        self.inclusive: Counter[str] = Counter()
+        self.samples = 0
+        self.interval = interval
+        signal.signal(signal.SIGPROF, self._sample)
+        signal.setitimer(signal.ITIMER_PROF, interval, interval)
+
+    def _sample(self, signum: int, frame: Any) -> None:
+        self.samples += 1
+        if frame is None:
+            return
+        code = frame.f_code
+        self.own[f"{_short(code.co_filename)}:{frame.f_lineno} {code.co_name}"] += 1
+        seen: set[str] = set()
+        while frame is not None:
+            code = frame.f_code
+            name = f"{_short(code.co_filename)}:{code.co_firstlineno} {code.co_name}"
+            if name not in seen:
+                seen.add(name)
+                self.inclusive[name] += 1
+            frame = frame.f_back
+
+    def stop(self, top: int = 40) -> str:
+        import signal
+
+        signal.setitimer(signal.ITIMER_PROF, 0, 0)
+        signal.signal(signal.SIGPROF, signal.SIG_DFL)
+        n = max(1, self.samples)
+        lines = [f"{self.samples} samples, one per {self.interval * 1e6:.0f} us of CPU (all threads)"]
+        lines.append("-- self (line) --")
+        lines += [f"{c / n * 100:5.1f}%  {k}" for k, c in self.own.most_common(top)]
+        lines.append("-- inclusive (function) --")
+        lines += [f"{c / n * 100:5.1f}%  {k}" for k, c in self.inclusive.most_common(top)]
+        return "\n".join(lines)
+
+
+def _short(filename: str) -> str:
+    for marker in ("site-packages/", "callshield/", "python3.11/"):
+        if marker in filename:
+            return filename.split(marker, 1)[1]
+    return filename.rsplit("/", 1)[-1]
 
 
 def child_main(args: argparse.Namespace) -> None:
@@ -412,12 +474,13 @@ class Child:
             self.proc.wait()
 
 
-def cpu_ticks(pid: int) -> int:
+def cpu_ticks(pid: int, *, system: bool = False) -> int:
+    """utime + stime (fields 14, 15) of all the process's threads, or stime alone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0
-    return int(fields[11]) + int(fields[12])  # utime + stime (fields 14, 15), all threads
+    return int(fields[12]) if system else int(fields[11]) + int(fields[12])
 
 
 class CpuMeter:
@@ -425,13 +488,15 @@ class CpuMeter:
         self.pids = pids
         self.t0 = time.perf_counter()
         self.start = {name: cpu_ticks(pid) for name, pid in pids.items()}
+        self.start_sys = {name: cpu_ticks(pid, system=True) for name, pid in pids.items()}
 
     def percent(self) -> dict[str, float]:
         wall = time.perf_counter() - self.t0
         return {name: round(seconds / wall * 100, 1) for name, seconds in self.seconds().items()}
 
-    def seconds(self) -> dict[str, float]:
-        return {name: (cpu_ticks(pid) - self.start[name]) / CLK_TCK for name, pid in self.pids.items()}
+    def seconds(self, *, system: bool = False) -> dict[str, float]:
+        start = self.start_sys if system else self.start
+        return {name: (cpu_ticks(pid, system=system) - start[name]) / CLK_TCK for name, pid in self.pids.items()}
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -526,6 +591,7 @@ class Run:
         collected = b.ask(cmd="collect", expect=sent["count"], out=str(records))
         cpu = meter.percent()
         seconds = meter.seconds()
+        system = meter.seconds(system=True)
         result = analyse(sent, decided_file, collected, records)
         result.update(sent=sent, cpu=cpu, rate=rate, duration=duration)
         count = max(1, int(sent["count"]))
@@ -533,6 +599,7 @@ class Run:
         result["cpu_us_per_verdict"] = {name: round(used / count * 1e6, 1) for name, used in seconds.items()}
         result["cpu_us_per_verdict"]["a_decide"] = round(float(sent["decide_cpu_s"]) / count * 1e6, 1)
         result["cpu_us_per_verdict"]["a_mesh"] = round((seconds["a"] - float(sent["decide_cpu_s"])) / count * 1e6, 1)
+        result["sys_us_per_verdict"] = {name: round(used / count * 1e6, 1) for name, used in system.items()}
         return result
 
     def latency(self) -> None:
@@ -540,7 +607,9 @@ class Run:
         try:
             a.ask(cmd="send", rate=200, duration=1.0, start=900_000, out=str(self.workdir / "latency" / "w.bin"))
             b.ask(cmd="collect", expect=200, out=str(self.workdir / "latency" / "w.rec"), idle=2.0)
+            self.start_profiles("latency", a, b)
             r = self.propagate("latency", a, b, self.args.rate, self.args.latency_duration, 0)
+            self.stop_profiles("latency", r, a, b)
         finally:
             a.close()
             b.close()
@@ -550,17 +619,9 @@ class Run:
     def throughput(self) -> None:
         a, b = self.nodes("throughput")
         try:
-            if self.args.profile:
-                a.ask(cmd="profile", on=True)
-                b.ask(cmd="profile", on=True)
+            self.start_profiles("throughput", a, b)
             r = self.propagate("throughput", a, b, self.args.throughput_rate, self.args.duration, 0)
-            if self.args.profile:
-                for node in (a, b):
-                    out = self.workdir / f"profile-{node.role}.prof"
-                    top = node.ask(cmd="profile", on=False, out=str(out))["top"]
-                    r[f"profile_{node.role}"] = str(out)
-                    print(f"--- profile of node {node.role} during the throughput run ({out}) ---")
-                    print(top)
+            self.stop_profiles("throughput", r, a, b)
         finally:
             a.close()
             b.close()
@@ -571,6 +632,27 @@ class Run:
             "  A's outbox depth (committed / not yet committed) every 5 s: "
             + ", ".join(f"{t:.0f}s {d}/{f}" for t, d, f in depth[4::5])
         )
+
+    def start_profiles(self, scenario: str, a: Child, b: Child) -> None:
+        for node in (a, b):
+            if scenario in self.args.profile.split(","):
+                node.ask(cmd="profile", on=True)
+            if scenario in self.args.sample.split(","):
+                node.ask(cmd="sample", on=True)
+
+    def stop_profiles(self, scenario: str, r: dict[str, Any], a: Child, b: Child) -> None:
+        for node in (a, b):
+            if scenario in self.args.profile.split(","):
+                out = self.workdir / f"profile-{scenario}-{node.role}.prof"
+                top = node.ask(cmd="profile", on=False, out=str(out))["top"]
+                r[f"profile_{node.role}"] = str(out)
+                print(f"--- cProfile of node {node.role} during the {scenario} run ({out}) ---")
+                print(top)
+            if scenario in self.args.sample.split(","):
+                top = node.ask(cmd="sample", on=False)["top"]
+                r[f"samples_{node.role}"] = top
+                print(f"--- CPU samples of node {node.role} during the {scenario} run ---")
+                print(top)
 
     def decide(self) -> None:
         a, b = self.nodes("decide", callers=self.args.callers)
@@ -647,7 +729,8 @@ def print_propagation(title: str, r: dict[str, Any]) -> None:
     per = r["cpu_us_per_verdict"]
     print(
         f"  CPU per verdict: A {per['a']:.0f} us (decide() {per['a_decide']:.0f} + the rest {per['a_mesh']:.0f}), "
-        f"B {per['b']:.0f} us, mosquitto {per.get('mosquitto', float('nan')):.0f} us"
+        f"B {per['b']:.0f} us, mosquitto {per.get('mosquitto', float('nan')):.0f} us; of which in the kernel "
+        + ", ".join(f"{k} {v:.0f} us" for k, v in r["sys_us_per_verdict"].items())
     )
 
 
@@ -661,7 +744,20 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60.0, help="throughput run: seconds")
     parser.add_argument("--phase", type=float, default=8.0, help="decision slowdown: seconds per phase")
     parser.add_argument("--callers", type=int, default=100_000, help="decision slowdown: distinct callers")
-    parser.add_argument("--profile", action="store_true", help="cProfile both nodes during the throughput run")
+    parser.add_argument(
+        "--profile",
+        nargs="?",
+        const="throughput",
+        default="",
+        help="cProfile both nodes during these runs (comma-separated: latency,throughput; default throughput)",
+    )
+    parser.add_argument(
+        "--sample",
+        nargs="?",
+        const="throughput",
+        default="",
+        help="CPU-time sampling profile (SIGPROF) of both nodes during these runs (as --profile)",
+    )
     parser.add_argument(
         "--broker",
         choices=("private", "shared"),

@@ -168,7 +168,11 @@ class MeshLink:
         self._answered: dict[str, float] = {}  # requester -> when we last answered it
         self._asked_to_sync = False
         self._last_prune = float("-inf")
-        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The running link's loop (set by :meth:`run`): rounds are its callbacks."""
+        self._round_due = False
+        self._flush_due = False
+        self._poll: asyncio.TimerHandle | None = None
         self.connected = asyncio.Event()
         self.counters: Counter[str] = Counter()
         """published, publish_failed, connects, disconnects, peer messages applied, ..."""
@@ -180,7 +184,7 @@ class MeshLink:
         message = self._outbound.from_verdict(verdict, now=self._firewall.clock.now())
         if message is not None:
             self._fresh.append(message)
-            self._wake.set()
+            self._schedule()
 
     def on_screen_failed(self, caller: str) -> None:
         """A caller (E.164) failed a screening challenge here: evidence for the peers."""
@@ -194,7 +198,7 @@ class MeshLink:
             reasons=("screen:failed",),
         )
         self._fresh.append(message)
-        self._wake.set()
+        self._schedule()
 
     def backlog(self) -> int:
         """Messages made here and not yet acknowledged by the broker (memory and outbox)."""
@@ -313,7 +317,7 @@ class MeshLink:
 
     def _chain_on_publish(self, aiomqtt_on_publish: _OnPublish | None) -> _OnPublish:
         """paho's PUBACK callback: ours for the link's publishes, aiomqtt's for the others."""
-        in_flight, counters, wake = self._in_flight, self.counters, self._wake
+        in_flight, counters, schedule = self._in_flight, self.counters, self._schedule
         later = asyncio.get_running_loop().call_later
 
         def on_publish(client: paho.Client, userdata: Any, mid: int, reason: ReasonCode, props: Properties) -> None:
@@ -329,9 +333,9 @@ class MeshLink:
             acked.append(seq)
             counters["published"] += 1
             if len(acked) == 1:  # removed with the next round, or at the latest after ACK_LINGER
-                later(ACK_LINGER, wake.set)
+                later(ACK_LINGER, schedule)
             if len(acked) >= ACK_BATCH or (len(in_flight) <= PUBLISH_WINDOW // 2 and self._waiting()):
-                wake.set()
+                schedule()
 
         return on_publish
 
@@ -339,22 +343,31 @@ class MeshLink:
         """Whether committed messages wait for room in the window."""
         return self._behind or bool(self._unsent)
 
-    async def _pump(self) -> None:
-        """Commit and send, round after round, as long as the link runs (connected or not)."""
-        while True:
-            self._wake.clear()
-            try:
-                self.commit_fresh()
-            except sqlite3.OperationalError:  # the database is busy (the writer's batch): retry shortly
-                self.counters["outbox:busy"] += 1
-                await asyncio.sleep(OUTBOX_BUSY_RETRY)
-                continue
-            self._send()
-            try:
-                async with asyncio.timeout(OUTBOX_POLL):
-                    await self._wake.wait()
-            except TimeoutError:
-                self._idle()
+    def _schedule(self) -> None:
+        """Run a round soon (once per loop iteration, whatever asked for it); before :meth:`run`, nothing."""
+        if not self._round_due and self._loop is not None:
+            self._round_due = True
+            self._loop.call_soon(self._round)
+
+    def _round(self) -> None:
+        """Commit what came since the last round, then hand what the window allows to the client."""
+        self._round_due = False
+        try:
+            self.commit_fresh()
+        except sqlite3.OperationalError:  # the database is busy (the writer's batch): again shortly
+            self.counters["outbox:busy"] += 1
+            if self._loop is not None:
+                self._loop.call_later(OUTBOX_BUSY_RETRY, self._schedule)
+            return
+        self._send()
+
+    def _tick(self) -> None:
+        """Every OUTBOX_POLL: rows of other processes (the CLI), acknowledgements left over, upkeep."""
+        assert self._loop is not None
+        self._poll = self._loop.call_later(OUTBOX_POLL, self._tick)
+        self._idle()
+        if self._acked or self._fresh or (self._paho is not None and self._waiting()):
+            self._schedule()
 
     def _idle(self) -> None:
         """Nothing happened for a while: look for rows other processes added; tidy ``mesh_standing``."""
@@ -379,6 +392,32 @@ class MeshLink:
             if not self._in_flight and not self._unsent and not self._behind and not self._acked:
                 return
             await asyncio.sleep(0.01)
+
+    # -- writing to the socket -----------------------------------------------------------------------
+
+    def _on_register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        """paho has packets to write: write them at the end of this loop iteration, all together.
+
+        (aiomqtt's handler registers a writer through ``call_soon_threadsafe`` for each burst: a wake-up
+        write, two epoll changes and one more loop iteration per packet written.)
+        """
+        if not self._flush_due:
+            self._flush_due = True
+            asyncio.get_running_loop().call_soon(self._flush_writes, client)
+
+    def _flush_writes(self, client: paho.Client) -> None:
+        self._flush_due = False
+        try:
+            client.loop_write()
+        except Exception:  # (paho reports a broken connection by its return code and on_disconnect)
+            self.counters["write:error"] += 1
+            log.exception("mesh: writing to the broker failed")
+            return
+        sock = client.socket()
+        if client.want_write() and sock is not None:
+            # The socket's buffer is full: wait until it is writable (paho removes the writer through
+            # aiomqtt's unregister callback once everything is written).
+            asyncio.get_running_loop().add_writer(sock.fileno(), self._flush_writes, client)
 
     # -- in ------------------------------------------------------------------------------------------
 
@@ -417,7 +456,7 @@ class MeshLink:
             del answered[min(answered, key=answered.__getitem__)]
         again = [_reshared(row, node=self.node, now=now) for row in self._outbox.standing(now)]
         self._fresh.extend(again)
-        self._wake.set()
+        self._schedule()
         self.counters["sync:answered"] += 1
         log.info("mesh: %s asked to catch up: sharing %d verdicts in force again", requester, len(again))
         return True
@@ -449,7 +488,9 @@ class MeshLink:
         """Stay connected (reconnecting with backoff and jitter) until ``stop`` is set."""
         mesh = self._config.mesh
         delay = float(mesh.reconnect_min)
-        pump = asyncio.create_task(self._pump(), name="mesh-pump")
+        self._loop = asyncio.get_running_loop()
+        self._poll = self._loop.call_later(OUTBOX_POLL, self._tick)
+        self._schedule()  # what was made before the link ran
         try:
             while not stop.is_set():
                 try:
@@ -466,9 +507,9 @@ class MeshLink:
                         await stop.wait()
                 delay = min(float(mesh.reconnect_max), delay * 2)
         finally:
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump
+            if self._poll is not None:
+                self._poll.cancel()
+            self._loop = None  # no more rounds
             self._commit_last()
 
     def _commit_last(self) -> None:
@@ -529,8 +570,9 @@ class MeshLink:
         # aiomqtt made its paho client with callback API version 2: this is its _on_publish.
         client.on_publish = self._chain_on_publish(cast("_OnPublish | None", client.on_publish))
         client.on_message = self._on_message
+        client.on_socket_register_write = self._on_register_write
         self._paho = client
-        self._wake.set()
+        self._schedule()
 
     def _detach(self) -> None:
         """The session ended: what was not acknowledged stays in the outbox, for the next one."""
