@@ -227,6 +227,8 @@ class MeshLink:
             ],
             "outbox": self._outbox.depth(),
             "outbox_dropped": self._outbox.dropped,
+            "peer_subjects": self._firewall.peers.subjects(),
+            "peer_evicted": self._firewall.peers.evicted,
         }
 
     def save_status(self) -> None:
