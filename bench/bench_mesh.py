@@ -116,7 +116,7 @@ keys = [{{ id = "k1", secret = "{KEY}" }}]
         )
         self.config = config
         self.firewall = Firewall(config=config, conn=db.connect(self.path))
-        self.outbox = Outbox(db.connect(self.path))  # its own connection, as in service.Node
+        self.outbox = Outbox.open(self.path)  # its own file, as in service.Node
         self.link = MeshLink(firewall=self.firewall, config=config, outbox=self.outbox)
         self.firewall.on_shared = self.link.on_verdict
         # B: what arrived and when (peer_verdict wrapped; MeshLink calls it on the instance).
@@ -142,6 +142,8 @@ keys = [{{ id = "k1", secret = "{KEY}" }}]
         setattr(self.firewall, "peer_verdict", recording)  # noqa: B010
         self.calls: list[Any] = []
         self.profile: cProfile.Profile | None = None
+        self.flushes: list[float] = []
+        """Durations of the writer thread's transactions (the outbox cannot commit meanwhile)."""
         self.sampler: CpuSampler | None = None
 
     async def run(self) -> None:
@@ -189,9 +191,17 @@ keys = [{{ id = "k1", secret = "{KEY}" }}]
         self.firewall.close()
 
     async def _flush_loop(self, writer: Any, write_thread: ThreadPoolExecutor) -> None:
+        from callshield import db
+
+        def timed(conn: Any, statements: Any) -> None:  # the writer thread's transaction, timed
+            t = time.perf_counter()
+            db.apply(conn, statements)
+            self.flushes.append(time.perf_counter() - t)
+
+        pool = _TimedWriter(write_thread, timed)
         while True:
             await asyncio.sleep(float(self.config.storage.flush_interval))
-            await self.firewall.flush_async(writer, write_thread)
+            await self.firewall.flush_async(writer, pool)  # type: ignore[arg-type]
 
     def _warm_up(self, callers: int) -> None:
         from callshield.verdict import Call
@@ -221,6 +231,7 @@ keys = [{{ id = "k1", secret = "{KEY}" }}]
         depth: list[tuple[float, int, int]] = []
         blocks = 0
         published0 = link.counters["published"]
+        self.flushes = []
         first_seq = self.outbox.last_seq() + 1
         if self.profile is not None:
             self.profile.enable()
@@ -267,6 +278,8 @@ keys = [{{ id = "k1", secret = "{KEY}" }}]
             "drain_s": drained,
             "left_in_outbox": link.backlog(),
             "decide_cpu_s": decide_cpu,
+            "writer_ms": sorted(round(f * 1000, 1) for f in self.flushes)[-5:],
+            "writer_count": len(self.flushes),
             "published": link.counters["published"] - published0,
             "first_seq": first_seq,
             "last_seq": self.outbox.last_seq(),
@@ -419,6 +432,18 @@ def _short(filename: str) -> str:
         if marker in filename:
             return filename.split(marker, 1)[1]
     return filename.rsplit("/", 1)[-1]
+
+
+class _TimedWriter:
+    """An executor that runs ``db.apply`` as ``timed`` (the bench's measure of the writer's transactions)."""
+
+    def __init__(self, pool: ThreadPoolExecutor, timed: Any) -> None:
+        self.pool, self.timed = pool, timed
+
+    def submit(self, fn: Any, *args: Any) -> Any:
+        from callshield import db
+
+        return self.pool.submit(self.timed if fn is db.apply else fn, *args)
 
 
 def child_main(args: argparse.Namespace) -> None:
@@ -726,6 +751,10 @@ def print_propagation(title: str, r: dict[str, Any]) -> None:
             f"max {q['max']:.1f} ms"
         )
     print(f"  CPU % (100 = one core): {r['cpu']}; A's link counters {s['counters']}")
+    print(
+        f"  A's writer: {s['writer_count']} transactions, the longest {s['writer_ms']} ms "
+        f"(the outbox waits meanwhile: {s['counters'].get('outbox:busy', 0)} busy retries)"
+    )
     per = r["cpu_us_per_verdict"]
     print(
         f"  CPU per verdict: A {per['a']:.0f} us (decide() {per['a_decide']:.0f} + the rest {per['a_mesh']:.0f}), "

@@ -43,6 +43,10 @@ class State:
             self._config = load_config(self.config_path)
         return self._config
 
+    def database_path(self) -> Path:
+        """The node database: ``--db``, else the configured one."""
+        return Path(self.database) if self.database else self.config.storage.database_path()
+
     @contextmanager
     def firewall(self, *, external_writer: bool = True) -> Iterator[Firewall]:
         fw = Firewall.open(self.config, path=self.database, external_writer=external_writer)
@@ -579,9 +583,13 @@ def mesh_status(state: State, as_json: bool) -> None:
     from callshield.outbox import Outbox
 
     with state.firewall() as fw:
-        saved = read_status(fw.connection) or {}
-        depth = Outbox(fw.connection).depth()
         now = fw.clock.now()
+    box = Outbox.open(state.database_path())
+    try:
+        saved = read_status(box.connection) or {}
+        depth = box.depth()
+    finally:
+        box.connection.close()
     at = saved.get("at")
     running = isinstance(at, (int, float)) and now - at <= STATUS_STALE
     data = {**saved, "outbox": depth, "server_running": running, "enabled": state.config.mesh.enabled}
@@ -614,9 +622,12 @@ def _share(state: State, kind_name: str, e164: str | None) -> None:
     from callshield.outbox import Outbox
 
     with state.firewall() as fw:
-        seq = enqueue_event(
-            state.config, Outbox(fw.connection), kind=MessageKind(kind_name), caller=e164, now=fw.clock.now()
-        )
+        now = fw.clock.now()
+    box = Outbox.open(state.database_path())
+    try:
+        seq = enqueue_event(state.config, box, kind=MessageKind(kind_name), caller=e164, now=now)
+    finally:
+        box.connection.close()
     click.echo(f"queued for the mesh ({kind_name}, seq {seq})")
 
 

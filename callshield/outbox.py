@@ -14,6 +14,12 @@ Rules:
   ``mesh_standing`` in the same transaction as the messages, for catch-up answers; a revocation
   removes the subject's row.
 
+- Its own database file, next to the node's (:func:`mesh_database_path`: ``callshield.sqlite3`` ->
+  ``callshield-mesh.sqlite3``; a callshield database of its own, of which only the mesh tables and
+  ``meta`` are used): SQLite has one write lock per file, and the node's writer holds the node
+  file's for a whole batch (tens of ms under load), during which a verdict could not be committed,
+  so not published. :meth:`Outbox.open` moves rows an older version left in the node database.
+
 Synchronous SQLite on the caller's thread. The publisher's whole round (new messages, their
 standing rows, the removal of acknowledged ones) is one short transaction (WAL, no fsync per commit):
 :meth:`Outbox.commit`.
@@ -24,16 +30,19 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 import msgspec
 
+from callshield import db
 from callshield.errors import StoreError
 from callshield.mesh import MeshMessage, MessageKind, encode_payload, stamped
 
-__all__ = ["Committed", "Outbox", "OutboxEntry", "StandingRow"]
+__all__ = ["Committed", "Outbox", "OutboxEntry", "StandingRow", "mesh_database_path"]
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +86,29 @@ class Committed:
     """Old messages dropped because the outbox was full."""
 
 
+def mesh_database_path(node_database: Path | str) -> Path | str:
+    """The mesh's database file next to the node database (``:memory:`` stays in memory)."""
+    if str(node_database) == ":memory:":
+        return ":memory:"
+    path = Path(node_database)
+    return path.with_name(f"{path.stem}-mesh{path.suffix}")
+
+
 class Outbox:
     """Messages not yet acknowledged by the broker, in sequence order (see the module rules)."""
+
+    @classmethod
+    def open(cls, node_database: Path | str, *, max_messages: int = 100_000) -> Outbox:
+        """The outbox of the node whose database is ``node_database``, in its own file (module rules);
+        rows an older version left in the node database are moved there first."""
+        conn = db.connect(mesh_database_path(node_database))
+        if str(node_database) != ":memory:":
+            try:
+                _adopt(conn, node_database)
+            except BaseException:
+                conn.close()
+                raise
+        return cls(conn, max_messages=max_messages)
 
     def __init__(self, conn: sqlite3.Connection, *, max_messages: int = 100_000) -> None:
         if max_messages < 1:
@@ -110,8 +140,7 @@ class Outbox:
         ``sqlite3.OperationalError`` when the database is busy, with nothing written.
         """
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(conn):
             if acknowledged:
                 conn.executemany(_DELETE, [(seq,) for seq in acknowledged])
             after = self.last_seq()
@@ -124,10 +153,6 @@ class Outbox:
                 conn.execute(_SET_SEQ, (SEQ_KEY, str(after + len(entries))))
                 _remember_standing(conn, numbered)
                 dropped = self._trim(now, last=after + len(entries))
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
         return Committed(after=after, entries=entries, dropped=dropped)
 
     def append(self, messages: Sequence[tuple[str, bytes]], now: float, *, first_seq: int | None = None) -> int:
@@ -162,7 +187,7 @@ class Outbox:
     def acknowledged(self, seqs: Sequence[int]) -> None:
         """The broker has these: remove them."""
         if seqs:
-            with self._conn:
+            with _transaction(self._conn):
                 self._conn.executemany(_DELETE, [(s,) for s in seqs])
 
     def standing(self, now: float) -> list[StandingRow]:
@@ -207,6 +232,51 @@ class Outbox:
             now - created,
         )
         return excess
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE ... COMMIT (the connections are in autocommit mode), ROLLBACK on any error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _adopt(conn: sqlite3.Connection, node_database: Path | str) -> None:
+    """Move the outbox, the standing verdicts and the sequence counter from the node database.
+
+    Copied first, then removed there: a crash in between leaves copies that the next open ignores
+    (same sequence numbers), never a loss.
+    """
+    node = db.connect(node_database)
+    try:
+        rows = node.execute("SELECT seq, topic, payload, created FROM mesh_outbox").fetchall()
+        standing = node.execute(
+            "SELECT subject, subject_kind, kind, action, score, reasons, expires FROM mesh_standing"
+        ).fetchall()
+        seq = db.get_meta(node, SEQ_KEY)
+        if not rows and not standing and seq is None:
+            return
+        with _transaction(conn):
+            conn.executemany(_INSERT.replace("INSERT", "INSERT OR IGNORE", 1), rows)
+            conn.executemany(
+                "INSERT OR IGNORE INTO mesh_standing (subject, subject_kind, kind, action, score, reasons, expires) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                standing,
+            )
+            current = db.get_meta(conn, SEQ_KEY)
+            conn.execute(_SET_SEQ, (SEQ_KEY, str(max(int(seq or 0), int(current or 0)))))
+        with _transaction(node):
+            node.execute("DELETE FROM mesh_outbox")
+            node.execute("DELETE FROM mesh_standing")
+            node.execute("DELETE FROM meta WHERE key = ?", (SEQ_KEY,))
+        log.info("mesh: moved %d waiting messages and %d verdicts in force to their own file", len(rows), len(standing))
+    finally:
+        node.close()
 
 
 def _remember_standing(conn: sqlite3.Connection, messages: Sequence[MeshMessage]) -> None:

@@ -46,7 +46,7 @@ reconnect_max = "1s"
         )
         path = tmp / f"{name}.sqlite3"
         self.firewall = Firewall(config=config, conn=db.connect(path))
-        self.link = MeshLink(firewall=self.firewall, config=config, outbox=Outbox(db.connect(path)))
+        self.link = MeshLink(firewall=self.firewall, config=config, outbox=Outbox.open(path))
         self.firewall.on_shared = self.link.on_verdict
         self.firewall.on_screen_failed = self.link.on_screen_failed
         self.stop = asyncio.Event()

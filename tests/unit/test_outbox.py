@@ -14,7 +14,7 @@ import pytest
 from callshield import db
 from callshield.errors import StoreError
 from callshield.mesh import MeshMessage, MessageKind, decode_payload
-from callshield.outbox import Outbox
+from callshield.outbox import Outbox, mesh_database_path
 from callshield.verdict import Action
 
 from .mesh_support import NOW, outbound
@@ -144,3 +144,31 @@ def test_a_full_outbox_drops_the_oldest_in_a_round_too(tmp_path: Path) -> None:
     committed = box.commit(_messages(3), topic="t/a", now=NOW + 1)
     assert committed.dropped == 2 and box.dropped == 2
     assert [e.seq for e in box.pending()] == [3, 4, 5, 6]
+
+
+def test_the_outbox_has_its_own_file_and_adopts_what_an_older_version_left(tmp_path: Path) -> None:
+    node = tmp_path / "cs.sqlite3"
+    old = Outbox(db.connect(node))  # an older version: the outbox inside the node database
+    old.commit(_messages(2), topic="t/a", now=NOW)
+    old.commit([], topic="t/a", now=NOW, acknowledged=[1])
+    box = Outbox.open(node)
+    assert mesh_database_path(node) == tmp_path / "cs-mesh.sqlite3"
+    assert [e.seq for e in box.pending()] == [2] and box.last_seq() == 2
+    assert len(box.standing(NOW)) == 2
+    assert old.depth() == 0 and old.last_seq() == 0 and old.standing(NOW) == []  # moved, not copied
+    assert [e.seq for e in box.commit(_messages(1), topic="t/a", now=NOW).entries] == [3]
+    box.connection.close()
+    again = Outbox.open(node)  # nothing more to move: the counter stays
+    assert again.last_seq() == 3 and [e.seq for e in again.pending()] == [2, 3]
+
+
+def test_the_node_writer_holding_its_lock_does_not_stop_the_outbox(tmp_path: Path) -> None:
+    node = tmp_path / "cs.sqlite3"
+    box = Outbox.open(node)
+    box.connection.execute("PRAGMA busy_timeout = 0")
+    writer = db.connect(node)
+    writer.execute("BEGIN IMMEDIATE")  # the server's writer in the middle of a batch
+    try:
+        assert [e.seq for e in box.commit(_messages(1), topic="t/a", now=NOW).entries] == [1]
+    finally:
+        writer.execute("ROLLBACK")
