@@ -259,7 +259,7 @@ async def test_the_link_saves_a_status_for_the_cli(nodes: dict[str, MeshNode], t
     a.decide()
     await eventually(lambda: b.link.inbox.stats["accepted"] == 1)
     b.link.save_status()
-    status = read_status(b.firewall.connection)
+    status = read_status(b.link._outbox.connection)  # in the mesh's own database file
     assert status is not None and status["connected"] is True
     peers = status["peers"]
     assert isinstance(peers, list) and [p["node"] for p in peers] == ["a"]
