@@ -105,6 +105,8 @@ OUTBOX_POLL: Final = 0.5
 """Seconds between looks at the outbox for rows other processes (the CLI) added."""
 STANDING_PRUNE: Final = 600.0
 """Seconds between two removals of shared verdicts no longer in force from ``mesh_standing``."""
+READ_BURST: Final = 100
+"""Packets read at most in one go before the loop's other callbacks run again."""
 _NODELAY: Final = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 CONNECT_TIMEOUT: Final = 10.0
 DRAIN_TIMEOUT: Final = 2.0
@@ -172,6 +174,9 @@ class MeshLink:
         """The running link's loop (set by :meth:`run`): rounds are its callbacks."""
         self._round_due = False
         self._flush_due = False
+        self._read_due = False
+        self._reading = False
+        self._progress = False
         self._poll: asyncio.TimerHandle | None = None
         self.connected = asyncio.Event()
         self.counters: Counter[str] = Counter()
@@ -331,6 +336,7 @@ class MeshLink:
             if reason.value >= _REFUSED:  # kept in the outbox: sent again with the next session
                 counters[f"publish_refused:{reason.getName()}"] += 1
                 return
+            self._read_on(client)
             acked = self._acked  # (the pump swaps the list at each round)
             acked.append(seq)
             counters["published"] += 1
@@ -431,6 +437,41 @@ class MeshLink:
         except Exception:  # never into paho: it would end the session
             self.counters["receive:error"] += 1
             log.exception("mesh: a received message could not be handled")
+        self._read_on(client)
+
+    def _read_on(self, client: paho.Client) -> None:
+        """A packet was read: read what else has arrived in this loop iteration.
+
+        aiomqtt's reader reads one packet per readable event when nothing of ours awaits a PUBACK
+        (paho's ``loop_read`` reads as many packets as messages are in flight): a busy loop then
+        takes a whole iteration (a chunk of decisions) per peer verdict.
+        """
+        self._progress = True
+        if not self._read_due and not self._reading:
+            self._read_due = True
+            asyncio.get_running_loop().call_soon(self._read_more, client)
+
+    def _read_more(self, client: paho.Client) -> None:
+        self._read_due = False
+        if client is not self._paho:
+            return
+        self._reading = True
+        try:
+            for _ in range(READ_BURST):
+                self._progress = False
+                # A packet handled calls back (_on_message, the PUBACK callback): progress. Nothing
+                # left to read, half a packet, or another kind of packet: stop; the socket's next
+                # readable event continues (aiomqtt's reader).
+                if client.loop_read() != paho.MQTT_ERR_SUCCESS or not self._progress:
+                    return
+        except Exception:  # paho reports a lost connection by its return code and on_disconnect
+            self.counters["read:error"] += 1
+            log.exception("mesh: reading from the broker failed")
+            client.disconnect()
+            return
+        finally:
+            self._reading = False
+        self._read_on(client)  # more may wait: after the loop's other callbacks
 
     async def _receiver(self, client: aiomqtt.Client) -> None:
         # Messages reach _on_message; this iterator ends the session when the connection drops (and
