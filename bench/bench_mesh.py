@@ -120,23 +120,16 @@ keys = [{{ id = "k1", secret = "{KEY}" }}]
         self.link = MeshLink(firewall=self.firewall, config=config, outbox=self.outbox)
         self.firewall.on_shared = self.link.on_verdict
         # B: what arrived and when (peer_verdict wrapped; MeshLink calls it on the instance).
-        self.idx = array("q")
-        self.seqs = array("q")
-        self.sent_at = array("d")
-        self.applied_at = array("d")
+        self.raw: list[tuple[float, str, int, float]] = []
+        """(applied at, subject, seq, ts) per verdict applied: as little work as possible while receiving."""
         self.other = 0
         original = self.firewall.peer_verdict
+        clock = time.time
+        raw = self.raw
 
         def recording(**kw: Any) -> bool:
             added = original(**kw)
-            self.applied_at.append(time.time())
-            i = a_index(kw["subject"])
-            if i < 0:
-                self.other += 1
-                return added
-            self.idx.append(i)
-            self.seqs.append(kw["seq"])
-            self.sent_at.append(kw["at"])
+            raw.append((clock(), kw["subject"], kw["seq"], kw["at"]))
             return added
 
         setattr(self.firewall, "peer_verdict", recording)  # noqa: B010
@@ -293,14 +286,24 @@ keys = [{{ id = "k1", secret = "{KEY}" }}]
         """B: wait for ``expect`` verdicts of A (or ``idle`` s without one), write them, start afresh."""
         perf = time.perf_counter
         t0 = last_change = perf()
-        seen = len(self.idx)
-        while len(self.idx) < expect and perf() - last_change < idle and perf() - t0 < timeout:
+        seen = len(self.raw)
+        while len(self.raw) < expect and perf() - last_change < idle and perf() - t0 < timeout:
             await asyncio.sleep(0.02)
-            if len(self.idx) != seen:
-                seen, last_change = len(self.idx), perf()
-        got = len(self.idx)
+            if len(self.raw) != seen:
+                seen, last_change = len(self.raw), perf()
+        idx, seqs, sent_at, applied_at = array("q"), array("q"), array("d"), array("d")
+        for applied, subject, seq, at in self.raw:
+            i = a_index(subject)
+            if i < 0:
+                self.other += 1
+                continue
+            idx.append(i)
+            seqs.append(seq)
+            sent_at.append(at)
+            applied_at.append(applied)
+        got = len(idx)
         with open(out, "wb") as f:
-            for arr in (self.idx, self.seqs, self.sent_at, self.applied_at):
+            for arr in (idx, seqs, sent_at, applied_at):
                 arr.tofile(f)
         result = {
             "event": "collected",
@@ -311,7 +314,7 @@ keys = [{{ id = "k1", secret = "{KEY}" }}]
             "peer_subjects": self.firewall.peers.subjects(),
             "fw_counters": {str(k): v for k, v in self.firewall.counters.items() if str(k).startswith("peer")},
         }
-        self.idx, self.seqs, self.sent_at, self.applied_at = array("q"), array("q"), array("d"), array("d")
+        self.raw.clear()
         return result
 
     async def cmd_decide(self, duration: float, label: str) -> dict[str, Any]:
@@ -322,7 +325,7 @@ keys = [{{ id = "k1", secret = "{KEY}" }}]
         latencies = array("d")
         perf = time.perf_counter
         actions: Counter[str] = Counter()
-        applied0 = len(self.idx)
+        applied0 = len(self.raw)
         cpu0 = time.process_time()
         loop_cpu0 = time.thread_time()
         t0 = perf()
@@ -355,7 +358,7 @@ keys = [{{ id = "k1", secret = "{KEY}" }}]
             "p50_us": lat[n // 2] * 1e6,
             "p99_us": lat[int(n * 0.99)] * 1e6,
             "p999_us": lat[int(n * 0.999)] * 1e6,
-            "peer_applied": len(self.idx) - applied0,
+            "peer_applied": len(self.raw) - applied0,
             "actions": dict(actions),
         }
 
@@ -695,8 +698,14 @@ class Run:
                     a.send(cmd="send", rate=1000, duration=self.args.phase + 1.0, start=start, out=str(decided_file))
                     time.sleep(0.5)
                     meter = CpuMeter(self.pids(a, b))
+                    sampled = k == 1 and "decide" in self.args.sample.split(",")
+                    if sampled:
+                        b.ask(cmd="sample", on=True)
                     phase = b.ask(cmd="decide", duration=self.args.phase, label=label)
                     phase["cpu"] = meter.percent()
+                    if sampled:
+                        print("--- CPU samples of node b during its first busy phase with peer traffic ---")
+                        print(b.ask(cmd="sample", on=False)["top"])
                     sent = a.read()
                     records = self.workdir / "decide" / f"rec-{k}.bin"
                     collected = b.ask(cmd="collect", expect=sent["count"], out=str(records))
