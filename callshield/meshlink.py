@@ -237,7 +237,7 @@ class MeshLink:
         }
 
     def save_status(self) -> None:
-        """Write :meth:`status` to the node database (the CLI reads it from there)."""
+        """Write :meth:`status` to the mesh's database (``callshield mesh status`` reads it from there)."""
         self._outbox.save_meta(STATUS_KEY, json.dumps(self.status(), separators=(",", ":")))
 
     # -- the pump: outbox in, client out -------------------------------------------------------------
@@ -311,7 +311,7 @@ class MeshLink:
         payload = row.payload
         if now - row.created > RESTAMP_AFTER:
             payload = encode_payload(stamped(decode_payload(payload), ts=now))
-        return self._keyring.seal(row.topic, payload)
+        return self._keyring.seal(self._outbound.topic, payload)  # the topic it is published on
 
     def _publish(self, client: paho.Client, seq: int, payload: bytes) -> bool:
         info = client.publish(self._outbound.topic, payload, qos=1)
