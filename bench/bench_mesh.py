@@ -136,6 +136,9 @@ keys = [{{ id = "k1", secret = "{KEY}" }}]
         self.calls: list[Any] = []
         self.profile: cProfile.Profile | None = None
         self.flushes: list[float] = []
+        self.gc_pauses: list[tuple[int, float]] = []
+        """(generation, seconds) of each collection of the cyclic GC (a pause of the loop)."""
+        self._gc_start = 0.0
         """Durations of the writer thread's transactions (the outbox cannot commit meanwhile)."""
         self.sampler: CpuSampler | None = None
 
@@ -154,6 +157,7 @@ keys = [{{ id = "k1", secret = "{KEY}" }}]
             self._warm_up(self.args.callers)
         gc.collect()
         gc.freeze()
+        gc.callbacks.append(self._gc_timer)
         if self.args.cpu is not None:
             os.sched_setaffinity(0, {self.args.cpu})
         commands: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -196,6 +200,21 @@ keys = [{{ id = "k1", secret = "{KEY}" }}]
             await asyncio.sleep(float(self.config.storage.flush_interval))
             await self.firewall.flush_async(writer, pool)  # type: ignore[arg-type]
 
+    def _gc_timer(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_start = time.perf_counter()
+        else:
+            self.gc_pauses.append((info["generation"], time.perf_counter() - self._gc_start))
+
+    def gc_summary(self) -> dict[str, Any]:
+        """Collections per generation and the longest pause (ms), since the last call."""
+        pauses, self.gc_pauses = self.gc_pauses, []
+        out: dict[str, Any] = {}
+        for gen in (0, 1, 2):
+            times = [t for g, t in pauses if g == gen]
+            out[f"gen{gen}"] = {"count": len(times), "max_ms": round(max(times, default=0.0) * 1000, 2)}
+        return out
+
     def _warm_up(self, callers: int) -> None:
         from callshield.verdict import Call
 
@@ -225,6 +244,7 @@ keys = [{{ id = "k1", secret = "{KEY}" }}]
         blocks = 0
         published0 = link.counters["published"]
         self.flushes = []
+        self.gc_summary()
         first_seq = self.outbox.last_seq() + 1
         if self.profile is not None:
             self.profile.enable()
@@ -276,6 +296,7 @@ keys = [{{ id = "k1", secret = "{KEY}" }}]
             "loop_cpu_s": loop_cpu,
             "writer_ms": sorted(round(f * 1000, 1) for f in self.flushes)[-5:],
             "writer_count": len(self.flushes),
+            "gc": self.gc_summary(),
             "published": link.counters["published"] - published0,
             "first_seq": first_seq,
             "last_seq": self.outbox.last_seq(),
@@ -316,6 +337,7 @@ keys = [{{ id = "k1", secret = "{KEY}" }}]
             "counters": dict(self.link.counters),
             "peer_subjects": self.firewall.peers.subjects(),
             "fw_counters": {str(k): v for k, v in self.firewall.counters.items() if str(k).startswith("peer")},
+            "gc": self.gc_summary(),
         }
         self.raw.clear()
         return result
@@ -628,7 +650,7 @@ class Run:
         seconds = meter.seconds()
         system = meter.seconds(system=True)
         result = analyse(sent, decided_file, collected, records)
-        result.update(sent=sent, cpu=cpu, rate=rate, duration=duration)
+        result.update(sent=sent, cpu=cpu, rate=rate, duration=duration, gc_b=collected["gc"])
         count = max(1, int(sent["count"]))
         # CPU per verdict (µs): whole processes over the run, A's decide() calls (with on_verdict) apart.
         result["cpu_us_per_verdict"] = {name: round(used / count * 1e6, 1) for name, used in seconds.items()}
@@ -764,6 +786,10 @@ class Run:
         )
 
 
+def _gc_text(gc_info: dict[str, Any]) -> str:
+    return ", ".join(f"{gen} {v['count']} ({v['max_ms']:.1f} ms)" for gen, v in gc_info.items())
+
+
 def print_propagation(title: str, r: dict[str, Any]) -> None:
     s = r["sent"]
     print(
@@ -787,6 +813,7 @@ def print_propagation(title: str, r: dict[str, Any]) -> None:
         f"  A's writer: {s['writer_count']} transactions, the longest {s['writer_ms']} ms "
         f"(the outbox waits meanwhile: {s['counters'].get('outbox:busy', 0)} busy retries)"
     )
+    print(f"  GC (collections, longest pause): A {_gc_text(s['gc'])}; B {_gc_text(r['gc_b'])}")
     per = r["cpu_us_per_verdict"]
     print(
         f"  CPU per verdict: A {per['a']:.0f} us (decide() {per['a_decide']:.0f} + the rest of the loop thread "
