@@ -148,12 +148,21 @@ def _check_action(kind: MessageKind, action: Action, score: int) -> None:
         raise ValueError("a revoke has action connect and score 0")
 
 
+_VALID_REASONS: Final[set[str]] = set()
+"""Reason codes that passed the check (the same few come in every message); at most _KNOWN_REASONS."""
+_KNOWN_REASONS: Final = 4096
+
+
 def _check_reasons(reasons: tuple[str, ...]) -> None:
     if len(reasons) > MAX_REASONS:
         raise ValueError(f"more than {MAX_REASONS} reasons")
     for code in reasons:
+        if code in _VALID_REASONS:
+            continue
         if len(code) > _MAX_REASON_LENGTH or not REASON_CODE.fullmatch(code):
             raise ValueError("a reason is not a machine reason code")
+        if len(_VALID_REASONS) < _KNOWN_REASONS:
+            _VALID_REASONS.add(code)
 
 
 def _check_evidence(evidence: dict[str, int]) -> None:
