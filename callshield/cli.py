@@ -580,16 +580,20 @@ def mesh() -> None:
 def mesh_status(state: State, as_json: bool) -> None:
     """Peers, last seen, lag, messages accepted and rejected by reason, outbox depth."""
     from callshield.meshlink import read_status
-    from callshield.outbox import Outbox
+    from callshield.outbox import Outbox, mesh_database_path
 
     with state.firewall() as fw:
         now = fw.clock.now()
-    box = Outbox.open(state.database_path())
-    try:
-        saved = read_status(box.connection) or {}
-        depth = box.depth()
-    finally:
-        box.connection.close()
+    saved: dict[str, object] = {}
+    depth = 0
+    path = state.database_path()
+    if state.config.mesh.enabled or Path(mesh_database_path(path)).exists():  # no file made for nothing
+        box = Outbox.open(path)
+        try:
+            saved = read_status(box.connection) or {}
+            depth = box.depth()
+        finally:
+            box.connection.close()
     at = saved.get("at")
     running = isinstance(at, (int, float)) and now - at <= STATUS_STALE
     data = {**saved, "outbox": depth, "server_running": running, "enabled": state.config.mesh.enabled}
