@@ -7,8 +7,9 @@ The I/O half of issue 4 (the message rules are in :mod:`callshield.mesh`, sans-I
   screens on a caller's own evidence) become messages. The link's pump commits what came since its
   last round to the outbox in one transaction (numbered, stamped with the sending time, with their
   ``mesh_standing`` rows and the removal of what the broker acknowledged meanwhile), then signs and
-  publishes them at QoS 1, oldest first, at most ``PUBLISH_WINDOW`` unacknowledged at once, and
-  removes each once the broker has acknowledged it (PUBACK). Broker down: decisions go on, the pump
+  publishes them at QoS 1, oldest first, at most ``PUBLISH_WINDOW`` (or the broker's Receive Maximum)
+  unacknowledged at once, and removes each once the broker has acknowledged it (PUBACK). Broker down:
+  decisions go on, the pump
   still commits, messages wait in the outbox and drain in order on reconnect. A message published
   twice (a crash between PUBACK and the removal) is harmless: receivers drop it by its sequence number.
 - In: messages on the cluster's verdict topics go through :class:`callshield.mesh.Inbox` (verify,
@@ -89,9 +90,9 @@ __all__ = ["STATUS_KEY", "MeshLink", "enqueue_event", "read_status"]
 log = logging.getLogger(__name__)
 
 PUBLISH_WINDOW: Final = 1000
-"""Messages handed to the MQTT client and not yet acknowledged, at most; the rest wait in the outbox."""
-WIRE_INFLIGHT: Final = 100
-"""Of those, on the wire awaiting their PUBACK at once (paho queues the others in order)."""
+"""Messages handed to the MQTT client and not yet acknowledged, at most; the rest wait (in memory and
+in the outbox). Fewer if the broker's CONNACK says so: MQTT 5's Receive Maximum, which paho does not
+apply itself (Mosquitto says its ``max_inflight_messages``, 20 by default)."""
 UNSENT_MAX: Final = 10_000
 """Committed messages kept signed in memory until sent; beyond that they are read back from the outbox."""
 ACK_LINGER: Final = 0.05
@@ -127,6 +128,7 @@ _REFUSED: Final = 0x80
 """PUBACK reason codes from here on are the broker's refusal (MQTT 5); below, success."""
 
 _OnPublish = Callable[[paho.Client, Any, int, ReasonCode, Properties], None]
+_OnConnect = Callable[[paho.Client, Any, paho.ConnectFlags, ReasonCode, Properties | None], None]
 
 
 class MeshLink:
@@ -166,6 +168,8 @@ class MeshLink:
         self._in_flight: dict[int, int] = {}
         """paho message id -> sequence number, for the publishes awaiting their PUBACK."""
         self._paho: paho.Client | None = None
+        self._window = PUBLISH_WINDOW
+        """The session's window: what the broker accepts unacknowledged (CONNACK), capped at PUBLISH_WINDOW."""
         """The connected session's paho client (aiomqtt's), or None between sessions."""
         self._answered: dict[str, float] = {}  # requester -> when we last answered it
         self._asked_to_sync = False
@@ -282,7 +286,7 @@ class MeshLink:
         client = self._paho
         if client is None:
             return True
-        room = PUBLISH_WINDOW - len(self._in_flight)
+        room = self._window - len(self._in_flight)
         now = self._firewall.clock.now()
         while room > 0:
             if self._behind:
@@ -342,7 +346,7 @@ class MeshLink:
             counters["published"] += 1
             if len(acked) == 1:  # removed with the next round, or at the latest after ACK_LINGER
                 later(ACK_LINGER, schedule)
-            if len(acked) >= ACK_BATCH or (len(in_flight) <= PUBLISH_WINDOW // 2 and self._waiting()):
+            if len(acked) >= ACK_BATCH or (len(in_flight) <= self._window // 2 and self._waiting()):
                 schedule()
 
         return on_publish
@@ -634,7 +638,7 @@ class MeshLink:
         # are away (a reconnect, a restart of this node), so none published meanwhile is missed.
         connect = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         connect.SessionExpiryInterval = SESSION_NEVER_EXPIRES
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             mesh.host,
             mesh.port,
             username=mesh.username or None,
@@ -648,8 +652,26 @@ class MeshLink:
             timeout=CONNECT_TIMEOUT,  # aiomqtt waits forever for a CONNACK that a wrong listener never sends
             tls_context=tls_context,
             socket_options=[_NODELAY],
-            max_inflight_messages=WIRE_INFLIGHT,
+            max_inflight_messages=PUBLISH_WINDOW,  # the link's window applies first
         )
+        paho_client = client._client  # aiomqtt's paho client: see the module docstring
+        # (aiomqtt made it with callback API version 2: this is its _on_connect)
+        paho_client.on_connect = self._chain_on_connect(cast("_OnConnect", paho_client.on_connect))
+        return client
+
+    def _chain_on_connect(self, aiomqtt_on_connect: _OnConnect) -> _OnConnect:
+        """paho's CONNACK callback: note the broker's Receive Maximum, then aiomqtt's."""
+
+        def on_connect(
+            client: paho.Client, userdata: Any, flags: paho.ConnectFlags, reason: ReasonCode, props: Properties | None
+        ) -> None:
+            maximum = getattr(props, "ReceiveMaximum", None)  # absent: 65,535 (MQTT 5)
+            self._window = PUBLISH_WINDOW
+            if isinstance(maximum, int) and maximum > 0:
+                self._window = min(PUBLISH_WINDOW, maximum)
+            aiomqtt_on_connect(client, userdata, flags, reason, props)
+
+        return on_connect
 
 
 _PEER_KIND: Final = {
