@@ -177,6 +177,7 @@ class MeshLink:
         self._loop: asyncio.AbstractEventLoop | None = None
         """The running link's loop (set by :meth:`run`): rounds are its callbacks."""
         self._round_due = False
+        self._remove_acked = False
         self._flush_due = False
         self._read_due = False
         self._reading = False
@@ -345,7 +346,7 @@ class MeshLink:
             acked.append(seq)
             counters["published"] += 1
             if len(acked) == 1:  # removed with the next round, or at the latest after ACK_LINGER
-                later(ACK_LINGER, schedule)
+                later(ACK_LINGER, self._acks_due)
             if len(acked) >= ACK_BATCH or (len(in_flight) <= self._window // 2 and self._waiting()):
                 schedule()
 
@@ -361,11 +362,22 @@ class MeshLink:
             self._round_due = True
             self._loop.call_soon(self._round)
 
+    def _acks_due(self) -> None:
+        """Acknowledged messages waited ACK_LINGER: remove them in the next round even without new ones."""
+        self._remove_acked = True
+        self._schedule()
+
     def _round(self) -> None:
-        """Commit what came since the last round, then hand what the window allows to the client."""
+        """Commit what came since the last round, then hand what the window allows to the client.
+
+        A round with nothing new (one to fill the window as PUBACKs come) leaves acknowledged rows for
+        a later one (at most ACK_LINGER, or ACK_BATCH of them): no transaction just to remove a few.
+        """
         self._round_due = False
         try:
-            self.commit_fresh()
+            if self._fresh or self._remove_acked or len(self._acked) >= ACK_BATCH:
+                self.commit_fresh()
+                self._remove_acked = False
         except sqlite3.OperationalError:  # the database is busy (the writer's batch): again shortly
             self.counters["outbox:busy"] += 1
             if self._loop is not None:
@@ -378,6 +390,8 @@ class MeshLink:
         assert self._loop is not None
         self._poll = self._loop.call_later(OUTBOX_POLL, self._tick)
         self._idle()
+        if self._acked:
+            self._remove_acked = True
         if self._acked or self._fresh or (self._paho is not None and self._waiting()):
             self._schedule()
 
