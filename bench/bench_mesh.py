@@ -116,32 +116,31 @@ keys = [{{ id = "k1", secret = "{KEY}" }}]
         )
         self.config = config
         self.firewall = Firewall(config=config, conn=db.connect(self.path))
-        self.outbox = Outbox(db.connect(self.path))  # its own connection, as in service.Node
+        self.outbox = Outbox.open(self.path)  # its own file, as in service.Node
         self.link = MeshLink(firewall=self.firewall, config=config, outbox=self.outbox)
         self.firewall.on_shared = self.link.on_verdict
         # B: what arrived and when (peer_verdict wrapped; MeshLink calls it on the instance).
-        self.idx = array("q")
-        self.seqs = array("q")
-        self.sent_at = array("d")
-        self.applied_at = array("d")
+        self.raw: list[tuple[float, str, int, float]] = []
+        """(applied at, subject, seq, ts) per verdict applied: as little work as possible while receiving."""
         self.other = 0
         original = self.firewall.peer_verdict
+        clock = time.time
+        raw = self.raw
 
         def recording(**kw: Any) -> bool:
             added = original(**kw)
-            self.applied_at.append(time.time())
-            i = a_index(kw["subject"])
-            if i < 0:
-                self.other += 1
-                return added
-            self.idx.append(i)
-            self.seqs.append(kw["seq"])
-            self.sent_at.append(kw["at"])
+            raw.append((clock(), kw["subject"], kw["seq"], kw["at"]))
             return added
 
         setattr(self.firewall, "peer_verdict", recording)  # noqa: B010
         self.calls: list[Any] = []
         self.profile: cProfile.Profile | None = None
+        self.flushes: list[float] = []
+        self.gc_pauses: list[tuple[int, float]] = []
+        """(generation, seconds) of each collection of the cyclic GC (a pause of the loop)."""
+        self._gc_start = 0.0
+        """Durations of the writer thread's transactions (the outbox cannot commit meanwhile)."""
+        self.sampler: CpuSampler | None = None
 
     async def run(self) -> None:
         from callshield import db
@@ -158,6 +157,7 @@ keys = [{{ id = "k1", secret = "{KEY}" }}]
             self._warm_up(self.args.callers)
         gc.collect()
         gc.freeze()
+        gc.callbacks.append(self._gc_timer)
         if self.args.cpu is not None:
             os.sched_setaffinity(0, {self.args.cpu})
         commands: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -188,9 +188,32 @@ keys = [{{ id = "k1", secret = "{KEY}" }}]
         self.firewall.close()
 
     async def _flush_loop(self, writer: Any, write_thread: ThreadPoolExecutor) -> None:
+        from callshield import db
+
+        def timed(conn: Any, statements: Any) -> None:  # the writer thread's transaction, timed
+            t = time.perf_counter()
+            db.apply(conn, statements)
+            self.flushes.append(time.perf_counter() - t)
+
+        pool = _TimedWriter(write_thread, timed)
         while True:
             await asyncio.sleep(float(self.config.storage.flush_interval))
-            await self.firewall.flush_async(writer, write_thread)
+            await self.firewall.flush_async(writer, pool)  # type: ignore[arg-type]
+
+    def _gc_timer(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_start = time.perf_counter()
+        else:
+            self.gc_pauses.append((info["generation"], time.perf_counter() - self._gc_start))
+
+    def gc_summary(self) -> dict[str, Any]:
+        """Collections per generation and the longest pause (ms), since the last call."""
+        pauses, self.gc_pauses = self.gc_pauses, []
+        out: dict[str, Any] = {}
+        for gen in (0, 1, 2):
+            times = [t for g, t in pauses if g == gen]
+            out[f"gen{gen}"] = {"count": len(times), "max_ms": round(max(times, default=0.0) * 1000, 2)}
+        return out
 
     def _warm_up(self, callers: int) -> None:
         from callshield.verdict import Call
@@ -220,6 +243,8 @@ keys = [{{ id = "k1", secret = "{KEY}" }}]
         depth: list[tuple[float, int, int]] = []
         blocks = 0
         published0 = link.counters["published"]
+        self.flushes = []
+        self.gc_summary()
         first_seq = self.outbox.last_seq() + 1
         if self.profile is not None:
             self.profile.enable()
@@ -228,6 +253,9 @@ keys = [{{ id = "k1", secret = "{KEY}" }}]
         next_sample = 1.0
         i = 0
         lag_max = 0.0
+        thread_time = time.thread_time
+        decide_cpu = 0.0
+        loop_cpu = thread_time()
         while True:
             elapsed = perf() - t0
             if elapsed >= duration:
@@ -237,17 +265,22 @@ keys = [{{ id = "k1", secret = "{KEY}" }}]
                 next_sample += 1.0
             due = min(int(rate * elapsed) + 1, int(rate * duration))
             lag_max = max(lag_max, (due - i) / rate)
+            c0 = thread_time()
             for _ in range(min(due - i, CHUNK)):
                 verdict = fw.decide(Call(caller=a_caller(start + i), callee=f"+1312555{i % DIDS:04d}"))
                 decided.append(verdict.decided_at)
                 blocks += verdict.action is Action.BLOCK
                 i += 1
-            await asyncio.sleep(0.0005 if i >= due else 0)
+            decide_cpu += thread_time() - c0
+            # 1 ms: libuv's timers count whole milliseconds, a shorter sleep polls without blocking (A's
+            # CPU was then mostly this loop spinning, once it had a core to itself).
+            await asyncio.sleep(0.001 if i >= due else 0)
         offered_wall = perf() - t0
         t_drain = perf()
-        while (self.outbox.depth() or link._fresh) and perf() - t_drain < drain:
+        while link.backlog() and perf() - t_drain < drain:
             await asyncio.sleep(0.01)
         drained = perf() - t_drain
+        loop_cpu = thread_time() - loop_cpu
         if self.profile is not None:
             self.profile.disable()
         with open(out, "wb") as f:
@@ -260,7 +293,12 @@ keys = [{{ id = "k1", secret = "{KEY}" }}]
             "offered_wall": offered_wall,
             "offered_rate": i / offered_wall,
             "drain_s": drained,
-            "left_in_outbox": self.outbox.depth() + len(link._fresh),
+            "left_in_outbox": link.backlog(),
+            "decide_cpu_s": decide_cpu,
+            "loop_cpu_s": loop_cpu,
+            "writer_ms": sorted(round(f * 1000, 1) for f in self.flushes)[-5:],
+            "writer_count": len(self.flushes),
+            "gc": self.gc_summary(),
             "published": link.counters["published"] - published0,
             "first_seq": first_seq,
             "last_seq": self.outbox.last_seq(),
@@ -274,14 +312,24 @@ keys = [{{ id = "k1", secret = "{KEY}" }}]
         """B: wait for ``expect`` verdicts of A (or ``idle`` s without one), write them, start afresh."""
         perf = time.perf_counter
         t0 = last_change = perf()
-        seen = len(self.idx)
-        while len(self.idx) < expect and perf() - last_change < idle and perf() - t0 < timeout:
+        seen = len(self.raw)
+        while len(self.raw) < expect and perf() - last_change < idle and perf() - t0 < timeout:
             await asyncio.sleep(0.02)
-            if len(self.idx) != seen:
-                seen, last_change = len(self.idx), perf()
-        got = len(self.idx)
+            if len(self.raw) != seen:
+                seen, last_change = len(self.raw), perf()
+        idx, seqs, sent_at, applied_at = array("q"), array("q"), array("d"), array("d")
+        for applied, subject, seq, at in self.raw:
+            i = a_index(subject)
+            if i < 0:
+                self.other += 1
+                continue
+            idx.append(i)
+            seqs.append(seq)
+            sent_at.append(at)
+            applied_at.append(applied)
+        got = len(idx)
         with open(out, "wb") as f:
-            for arr in (self.idx, self.seqs, self.sent_at, self.applied_at):
+            for arr in (idx, seqs, sent_at, applied_at):
                 arr.tofile(f)
         result = {
             "event": "collected",
@@ -291,8 +339,9 @@ keys = [{{ id = "k1", secret = "{KEY}" }}]
             "counters": dict(self.link.counters),
             "peer_subjects": self.firewall.peers.subjects(),
             "fw_counters": {str(k): v for k, v in self.firewall.counters.items() if str(k).startswith("peer")},
+            "gc": self.gc_summary(),
         }
-        self.idx, self.seqs, self.sent_at, self.applied_at = array("q"), array("q"), array("d"), array("d")
+        self.raw.clear()
         return result
 
     async def cmd_decide(self, duration: float, label: str) -> dict[str, Any]:
@@ -303,8 +352,9 @@ keys = [{{ id = "k1", secret = "{KEY}" }}]
         latencies = array("d")
         perf = time.perf_counter
         actions: Counter[str] = Counter()
-        applied0 = len(self.idx)
+        applied0 = len(self.raw)
         cpu0 = time.process_time()
+        loop_cpu0 = time.thread_time()
         t0 = perf()
         end = t0 + duration
         n = 0
@@ -319,6 +369,7 @@ keys = [{{ id = "k1", secret = "{KEY}" }}]
             await asyncio.sleep(0)
         wall = perf() - t0
         cpu = time.process_time() - cpu0
+        loop_cpu = time.thread_time() - loop_cpu0
         lat = sorted(latencies)
         return {
             "event": "decided",
@@ -327,12 +378,14 @@ keys = [{{ id = "k1", secret = "{KEY}" }}]
             "wall": wall,
             "rate": n / wall,
             "cpu": cpu,
+            "loop_cpu": loop_cpu,
+            "cpu_rate": n / loop_cpu,
             "decide_rate": n / sum(lat),
             "mean_us": sum(lat) / n * 1e6,
             "p50_us": lat[n // 2] * 1e6,
             "p99_us": lat[int(n * 0.99)] * 1e6,
             "p999_us": lat[int(n * 0.999)] * 1e6,
-            "peer_applied": len(self.idx) - applied0,
+            "peer_applied": len(self.raw) - applied0,
             "actions": dict(actions),
         }
 
@@ -348,10 +401,83 @@ keys = [{{ id = "k1", secret = "{KEY}" }}]
             self.profile.disable()
             self.profile.dump_stats(out)
             buffer = io.StringIO()
-            pstats.Stats(self.profile, stream=buffer).sort_stats("tottime").print_stats(22)
+            pstats.Stats(self.profile, stream=buffer).sort_stats("tottime").print_stats(35)
             text = buffer.getvalue()
             self.profile = None
         return {"event": "profile", "on": False, "top": text}
+
+
+    async def cmd_sample(self, on: bool) -> dict[str, Any]:
+        """Start (``on``) the CPU-time sampler, or stop it and return its top lines and functions."""
+        if on:
+            self.sampler = CpuSampler()
+            return {"event": "sample", "on": True}
+        text = self.sampler.stop() if self.sampler is not None else ""
+        self.sampler = None
+        return {"event": "sample", "on": False, "top": text}
+
+
+class CpuSampler:
+    """A sampling profiler on CPU time (SIGPROF every ``interval`` s of the process's CPU, all threads):
+    preemption by other processes on a shared machine costs no samples, unlike cProfile's wall clock.
+    Each sample is the main thread's Python stack; the self line includes the C calls it makes."""
+
+    def __init__(self, interval: float = 0.0005) -> None:
+        import signal
+
+        self.own: Counter[str] = Counter()
+        self.inclusive: Counter[str] = Counter()
+        self.samples = 0
+        self.interval = interval
+        signal.signal(signal.SIGPROF, self._sample)
+        signal.setitimer(signal.ITIMER_PROF, interval, interval)
+
+    def _sample(self, signum: int, frame: Any) -> None:
+        self.samples += 1
+        if frame is None:
+            return
+        code = frame.f_code
+        self.own[f"{_short(code.co_filename)}:{frame.f_lineno} {code.co_name}"] += 1
+        seen: set[str] = set()
+        while frame is not None:
+            code = frame.f_code
+            name = f"{_short(code.co_filename)}:{code.co_firstlineno} {code.co_name}"
+            if name not in seen:
+                seen.add(name)
+                self.inclusive[name] += 1
+            frame = frame.f_back
+
+    def stop(self, top: int = 40) -> str:
+        import signal
+
+        signal.setitimer(signal.ITIMER_PROF, 0, 0)
+        signal.signal(signal.SIGPROF, signal.SIG_DFL)
+        n = max(1, self.samples)
+        lines = [f"{self.samples} samples, one per {self.interval * 1e6:.0f} us of CPU (all threads)"]
+        lines.append("-- self (line) --")
+        lines += [f"{c / n * 100:5.1f}%  {k}" for k, c in self.own.most_common(top)]
+        lines.append("-- inclusive (function) --")
+        lines += [f"{c / n * 100:5.1f}%  {k}" for k, c in self.inclusive.most_common(top)]
+        return "\n".join(lines)
+
+
+def _short(filename: str) -> str:
+    for marker in ("site-packages/", "callshield/", "python3.11/"):
+        if marker in filename:
+            return filename.split(marker, 1)[1]
+    return filename.rsplit("/", 1)[-1]
+
+
+class _TimedWriter:
+    """An executor that runs ``db.apply`` as ``timed`` (the bench's measure of the writer's transactions)."""
+
+    def __init__(self, pool: ThreadPoolExecutor, timed: Any) -> None:
+        self.pool, self.timed = pool, timed
+
+    def submit(self, fn: Any, *args: Any) -> Any:
+        from callshield import db
+
+        return self.pool.submit(self.timed if fn is db.apply else fn, *args)
 
 
 def child_main(args: argparse.Namespace) -> None:
@@ -407,12 +533,13 @@ class Child:
             self.proc.wait()
 
 
-def cpu_ticks(pid: int) -> int:
+def cpu_ticks(pid: int, *, system: bool = False) -> int:
+    """utime + stime (fields 14, 15) of all the process's threads, or stime alone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0
-    return int(fields[11]) + int(fields[12])  # utime + stime (fields 14, 15), all threads
+    return int(fields[12]) if system else int(fields[11]) + int(fields[12])
 
 
 class CpuMeter:
@@ -420,11 +547,15 @@ class CpuMeter:
         self.pids = pids
         self.t0 = time.perf_counter()
         self.start = {name: cpu_ticks(pid) for name, pid in pids.items()}
+        self.start_sys = {name: cpu_ticks(pid, system=True) for name, pid in pids.items()}
 
     def percent(self) -> dict[str, float]:
         wall = time.perf_counter() - self.t0
-        used = {name: (cpu_ticks(pid) - self.start[name]) / CLK_TCK for name, pid in self.pids.items()}
-        return {name: round(seconds / wall * 100, 1) for name, seconds in used.items()}
+        return {name: round(seconds / wall * 100, 1) for name, seconds in self.seconds().items()}
+
+    def seconds(self, *, system: bool = False) -> dict[str, float]:
+        start = self.start_sys if system else self.start
+        return {name: (cpu_ticks(pid, system=system) - start[name]) / CLK_TCK for name, pid in self.pids.items()}
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -518,8 +649,19 @@ class Run:
         sent = a.ask(cmd="send", rate=rate, duration=duration, start=start, out=str(decided_file))
         collected = b.ask(cmd="collect", expect=sent["count"], out=str(records))
         cpu = meter.percent()
+        seconds = meter.seconds()
+        system = meter.seconds(system=True)
         result = analyse(sent, decided_file, collected, records)
-        result.update(sent=sent, cpu=cpu, rate=rate, duration=duration)
+        result.update(sent=sent, cpu=cpu, rate=rate, duration=duration, gc_b=collected["gc"])
+        count = max(1, int(sent["count"]))
+        # CPU per verdict (µs): whole processes over the run, A's decide() calls (with on_verdict) apart.
+        result["cpu_us_per_verdict"] = {name: round(used / count * 1e6, 1) for name, used in seconds.items()}
+        result["cpu_us_per_verdict"]["a_decide"] = round(float(sent["decide_cpu_s"]) / count * 1e6, 1)
+        result["cpu_us_per_verdict"]["a_mesh"] = round((seconds["a"] - float(sent["decide_cpu_s"])) / count * 1e6, 1)
+        loop_rest = float(sent["loop_cpu_s"]) - float(sent["decide_cpu_s"])
+        result["cpu_us_per_verdict"]["a_loop_rest"] = round(loop_rest / count * 1e6, 1)
+        result["cpu_us_per_verdict"]["a_threads"] = round((seconds["a"] - float(sent["loop_cpu_s"])) / count * 1e6, 1)
+        result["sys_us_per_verdict"] = {name: round(used / count * 1e6, 1) for name, used in system.items()}
         return result
 
     def latency(self) -> None:
@@ -527,7 +669,9 @@ class Run:
         try:
             a.ask(cmd="send", rate=200, duration=1.0, start=900_000, out=str(self.workdir / "latency" / "w.bin"))
             b.ask(cmd="collect", expect=200, out=str(self.workdir / "latency" / "w.rec"), idle=2.0)
+            self.start_profiles("latency", a, b)
             r = self.propagate("latency", a, b, self.args.rate, self.args.latency_duration, 0)
+            self.stop_profiles("latency", r, a, b)
         finally:
             a.close()
             b.close()
@@ -537,17 +681,9 @@ class Run:
     def throughput(self) -> None:
         a, b = self.nodes("throughput")
         try:
-            if self.args.profile:
-                a.ask(cmd="profile", on=True)
-                b.ask(cmd="profile", on=True)
+            self.start_profiles("throughput", a, b)
             r = self.propagate("throughput", a, b, self.args.throughput_rate, self.args.duration, 0)
-            if self.args.profile:
-                for node in (a, b):
-                    out = self.workdir / f"profile-{node.role}.prof"
-                    top = node.ask(cmd="profile", on=False, out=str(out))["top"]
-                    r[f"profile_{node.role}"] = str(out)
-                    print(f"--- profile of node {node.role} during the throughput run ({out}) ---")
-                    print(top)
+            self.stop_profiles("throughput", r, a, b)
         finally:
             a.close()
             b.close()
@@ -558,6 +694,27 @@ class Run:
             "  A's outbox depth (committed / not yet committed) every 5 s: "
             + ", ".join(f"{t:.0f}s {d}/{f}" for t, d, f in depth[4::5])
         )
+
+    def start_profiles(self, scenario: str, a: Child, b: Child) -> None:
+        for node in (a, b):
+            if scenario in self.args.profile.split(","):
+                node.ask(cmd="profile", on=True)
+            if scenario in self.args.sample.split(","):
+                node.ask(cmd="sample", on=True)
+
+    def stop_profiles(self, scenario: str, r: dict[str, Any], a: Child, b: Child) -> None:
+        for node in (a, b):
+            if scenario in self.args.profile.split(","):
+                out = self.workdir / f"profile-{scenario}-{node.role}.prof"
+                top = node.ask(cmd="profile", on=False, out=str(out))["top"]
+                r[f"profile_{node.role}"] = str(out)
+                print(f"--- cProfile of node {node.role} during the {scenario} run ({out}) ---")
+                print(top)
+            if scenario in self.args.sample.split(","):
+                top = node.ask(cmd="sample", on=False)["top"]
+                r[f"samples_{node.role}"] = top
+                print(f"--- CPU samples of node {node.role} during the {scenario} run ---")
+                print(top)
 
     def decide(self) -> None:
         a, b = self.nodes("decide", callers=self.args.callers)
@@ -571,8 +728,14 @@ class Run:
                     a.send(cmd="send", rate=1000, duration=self.args.phase + 1.0, start=start, out=str(decided_file))
                     time.sleep(0.5)
                     meter = CpuMeter(self.pids(a, b))
+                    sampled = k == 1 and "decide" in self.args.sample.split(",")
+                    if sampled:
+                        b.ask(cmd="sample", on=True)
                     phase = b.ask(cmd="decide", duration=self.args.phase, label=label)
                     phase["cpu"] = meter.percent()
+                    if sampled:
+                        print("--- CPU samples of node b during its first busy phase with peer traffic ---")
+                        print(b.ask(cmd="sample", on=False)["top"])
                     sent = a.read()
                     records = self.workdir / "decide" / f"rec-{k}.bin"
                     collected = b.ask(cmd="collect", expect=sent["count"], out=str(records))
@@ -585,7 +748,8 @@ class Run:
                 phases.append(phase)
                 print(
                     f"  {label:9s} {phase['rate']:8,.0f} decisions/s (decide() alone {phase['decide_rate']:,.0f}/s) "
-                    f"p50 {phase['p50_us']:.1f} us p99 {phase['p99_us']:.1f} us; peer verdicts applied "
+                    f"p50 {phase['p50_us']:.1f} us p99 {phase['p99_us']:.1f} us; "
+                    f"{phase['cpu_rate']:,.0f} per CPU-second of the loop thread; peer verdicts applied "
                     f"{phase['peer_applied']:,}; CPU {phase['cpu']}"
                 )
         finally:
@@ -599,17 +763,33 @@ class Run:
 
         summary = {
             key: {"off": mean(off, key), "on": mean(on, key), "ratio": mean(on, key) / mean(off, key)}
-            for key in ("rate", "decide_rate", "p50_us", "p99_us", "p999_us")
+            for key in ("rate", "cpu_rate", "decide_rate", "p50_us", "p99_us", "p999_us")
         }
         lat = sorted(p["propagation"]["latency_ms"]["p99"] for p in on)
+        # What receiving cost B's loop thread, per wall second: its CPU in the phases with peer traffic
+        # minus what their decisions cost at the CPU price of decisions without (an upper bound: under
+        # contention decisions cost more, and that is counted here as receiving). On an otherwise idle
+        # core the decision rate would drop by about this fraction.
+        per_decision = 1 / summary["cpu_rate"]["off"]
+        receive = [(p["loop_cpu"] - p["decisions"] * per_decision) / p["wall"] for p in on]
+        applied = [p["peer_applied"] / p["wall"] for p in on]
+        summary["receive_share"] = sum(receive) / len(receive)
+        summary["receive_us_per_verdict"] = sum(r / a * 1e6 for r, a in zip(receive, applied, strict=True)) / len(on)
         self.results["decide"] = {"phases": phases, "summary": summary, "callers": self.args.callers}
         print(
             f"  => with 1,000 peer verdicts/s: decisions/s x{summary['rate']['ratio']:.3f} "
             f"(slowdown {100 * (1 - summary['rate']['ratio']):.1f}%), "
+            f"per CPU-second of B's loop thread x{summary['cpu_rate']['ratio']:.3f}, "
             f"decide() alone x{summary['decide_rate']['ratio']:.3f}, "
             f"p50 x{summary['p50_us']['ratio']:.3f}, p99 x{summary['p99_us']['ratio']:.3f}; "
-            f"propagation p99 to the busy node {', '.join(f'{v:.2f}' for v in lat)} ms"
+            f"propagation p99 to the busy node {', '.join(f'{v:.2f}' for v in lat)} ms; receiving took at most "
+            f"{summary['receive_share'] * 100:.1f}% of a core on B's loop thread "
+            f"({summary['receive_us_per_verdict']:.0f} us per verdict applied)"
         )
+
+
+def _gc_text(gc_info: dict[str, Any]) -> str:
+    return ", ".join(f"{gen} {v['count']} ({v['max_ms']:.1f} ms)" for gen, v in gc_info.items())
 
 
 def print_propagation(title: str, r: dict[str, Any]) -> None:
@@ -631,6 +811,18 @@ def print_propagation(title: str, r: dict[str, Any]) -> None:
             f"max {q['max']:.1f} ms"
         )
     print(f"  CPU % (100 = one core): {r['cpu']}; A's link counters {s['counters']}")
+    print(
+        f"  A's writer: {s['writer_count']} transactions, the longest {s['writer_ms']} ms "
+        f"(the outbox waits meanwhile: {s['counters'].get('outbox:busy', 0)} busy retries)"
+    )
+    print(f"  GC (collections, longest pause): A {_gc_text(s['gc'])}; B {_gc_text(r['gc_b'])}")
+    per = r["cpu_us_per_verdict"]
+    print(
+        f"  CPU per verdict: A {per['a']:.0f} us (decide() {per['a_decide']:.0f} + the rest of the loop thread "
+        f"{per['a_loop_rest']:.0f}: the mesh link, the bench's pacing + the writer thread {per['a_threads']:.0f}), "
+        f"B {per['b']:.0f} us, mosquitto {per.get('mosquitto', float('nan')):.0f} us; of which in the kernel "
+        + ", ".join(f"{k} {v:.0f} us" for k, v in r["sys_us_per_verdict"].items())
+    )
 
 
 def main() -> None:
@@ -643,7 +835,20 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60.0, help="throughput run: seconds")
     parser.add_argument("--phase", type=float, default=8.0, help="decision slowdown: seconds per phase")
     parser.add_argument("--callers", type=int, default=100_000, help="decision slowdown: distinct callers")
-    parser.add_argument("--profile", action="store_true", help="cProfile both nodes during the throughput run")
+    parser.add_argument(
+        "--profile",
+        nargs="?",
+        const="throughput",
+        default="",
+        help="cProfile both nodes during these runs (comma-separated: latency,throughput; default throughput)",
+    )
+    parser.add_argument(
+        "--sample",
+        nargs="?",
+        const="throughput",
+        default="",
+        help="CPU-time sampling profile (SIGPROF) of both nodes during these runs (as --profile)",
+    )
     parser.add_argument(
         "--broker",
         choices=("private", "shared"),
@@ -730,7 +935,9 @@ def print_summary(results: dict[str, Any]) -> None:
         print(
             f"decisions under 1,000 peer verdicts/s: {s['rate']['on']:,.0f} vs {s['rate']['off']:,.0f} decisions/s "
             f"(x{ratio:.3f}), p99 {s['p99_us']['on']:.1f} vs {s['p99_us']['off']:.1f} us: "
-            f"{'MET' if ratio >= 0.9 else 'NOT MET'} (slowdown <= 10%)"
+            f"{'MET' if ratio >= 0.9 else 'NOT MET'} (slowdown <= 10%); per CPU-second of B's loop thread "
+            f"x{s['cpu_rate']['ratio']:.3f}; receiving took at most {s['receive_share'] * 100:.1f}% of a core of B's "
+            f"loop thread ({s['receive_us_per_verdict']:.0f} us per verdict): the slowdown on an otherwise idle core"
         )
 
 

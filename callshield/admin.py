@@ -8,8 +8,8 @@ can fix raise :class:`AdminInputError` naming the field.
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from callshield.config import Config, parse_duration
@@ -102,16 +102,21 @@ def revokes_on_mesh(pattern: str) -> bool:
     return pattern.startswith("+") and pattern[1:].isdigit()
 
 
-def share_event(config: Config, conn: sqlite3.Connection, *, kind: str, e164: str, now: float) -> int | None:
-    """Put a report or revocation about an E.164 number in the mesh outbox (the running server
-    publishes it); return its sequence number, or None when the mesh is off."""
+def share_event(config: Config, database: Path, *, kind: str, e164: str, now: float) -> int | None:
+    """Put a report or revocation about an E.164 number in the mesh outbox of the node whose
+    database is ``database`` (the running server publishes it); return its sequence number, or
+    None when the mesh is off."""
     if not config.mesh.enabled or not e164:
         return None
     from callshield.mesh import MessageKind
     from callshield.meshlink import enqueue_event
     from callshield.outbox import Outbox
 
-    return enqueue_event(config, Outbox(conn), kind=MessageKind(kind), caller=e164, now=now)
+    box = Outbox.open(database)
+    try:
+        return enqueue_event(config, box, kind=MessageKind(kind), caller=e164, now=now)
+    finally:
+        box.connection.close()
 
 
 def report_number(firewall: Firewall, raw: str, *, admin: bool = False, note: str = "", source: str) -> NumberInfo:
@@ -159,16 +164,24 @@ def stats(firewall: Firewall, *, since: str, now: float) -> dict[str, Any]:
 
 
 def mesh_status(
-    config: Config, conn: sqlite3.Connection, *, now: float, live: dict[str, object] | None = None
+    config: Config, database: Path, *, now: float, live: dict[str, object] | None = None
 ) -> dict[str, Any]:
-    """The mesh link's status: ``live`` from the running link, else what a running server last saved."""
+    """The mesh link's status: ``live`` from the running link, else what a running server last saved
+    (in the mesh database beside ``database``; no file is made for a node without the mesh)."""
     from callshield.meshlink import read_status
-    from callshield.outbox import Outbox
+    from callshield.outbox import Outbox, mesh_database_path
 
-    depth = Outbox(conn).depth()
+    saved: dict[str, object] = {}
+    depth = 0
+    if config.mesh.enabled or Path(mesh_database_path(database)).exists():
+        box = Outbox.open(database)
+        try:
+            depth = box.depth()
+            saved = (read_status(box.connection) or {}) if live is None else {}
+        finally:
+            box.connection.close()
     if live is not None:
         return {**live, "outbox": depth, "server_running": True, "enabled": config.mesh.enabled}
-    saved = read_status(conn) or {}
     at = saved.get("at")
     running = isinstance(at, (int, float)) and now - at <= STATUS_STALE
     return {**saved, "outbox": depth, "server_running": running, "enabled": config.mesh.enabled}

@@ -45,6 +45,10 @@ class State:
             self._config = load_config(self.config_path)
         return self._config
 
+    def database_path(self) -> Path:
+        """The node database: ``--db``, else the configured one."""
+        return Path(self.database) if self.database else self.config.storage.database_path()
+
     @contextmanager
     def firewall(self, *, external_writer: bool = True) -> Iterator[Firewall]:
         fw = Firewall.open(self.config, path=self.database, external_writer=external_writer)
@@ -588,7 +592,8 @@ def mesh() -> None:
 def mesh_status(state: State, as_json: bool) -> None:
     """Peers, last seen, lag, messages accepted and rejected by reason, outbox depth."""
     with state.firewall() as fw:
-        data = admin.mesh_status(state.config, fw.connection, now=fw.clock.now())
+        now = fw.clock.now()
+    data = admin.mesh_status(state.config, state.database_path(), now=now)
     if as_json:
         _print_json(data)
         return
@@ -615,7 +620,8 @@ def _share(state: State, kind_name: str, e164: str | None) -> None:
     if not state.config.mesh.enabled or not e164:
         return
     with state.firewall() as fw:
-        seq = admin.share_event(state.config, fw.connection, kind=kind_name, e164=e164, now=fw.clock.now())
+        now = fw.clock.now()
+    seq = admin.share_event(state.config, state.database_path(), kind=kind_name, e164=e164, now=now)
     click.echo(f"queued for the mesh ({kind_name}, seq {seq})")
 
 

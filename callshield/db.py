@@ -197,7 +197,7 @@ CONNECTION_PRAGMAS = (
     "PRAGMA synchronous = NORMAL",  # WAL: durable at checkpoints, never corrupt
     f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}",
 )
-"""Per-connection settings; every connection to a node database runs them (aiosqlite's too)."""
+"""Per-connection settings; every connection to a node database runs them."""
 
 
 def _configure(conn: sqlite3.Connection, *, readonly: bool) -> None:

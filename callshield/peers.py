@@ -16,6 +16,12 @@ Rules (the mesh's evidence, contract 2 of DESIGN.md):
 
 No I/O on the decision path: standing verdicts are held in memory (loaded at start), changes are
 buffered and written with the engine's batches.
+
+Bounded memory: at most ``max_subjects`` subjects are held (default ``MAX_SUBJECTS``, about 200 bytes
+each with one verdict). A new subject beyond that evicts the subject whose verdicts changed least
+recently (counted in :attr:`PeerLedger.evicted`; its rows stay in the database until they expire, and
+a restart loads the most recent ``max_subjects``). A flood of distinct subjects from a peer can thus
+push out older peer evidence, never grow the process.
 """
 
 from __future__ import annotations
@@ -82,6 +88,8 @@ UPSERT: Final = (
 )
 DELETE: Final = "DELETE FROM peer_verdicts WHERE subject = ? AND node = ? AND seq < ?"
 PRUNE: Final = "DELETE FROM peer_verdicts WHERE expires <= ?"
+MAX_SUBJECTS: Final = 1_000_000
+"""Subjects with standing peer verdicts held in memory, at most (see the module rules)."""
 
 
 class PeerLedger:
@@ -93,9 +101,15 @@ class PeerLedger:
         half_life: float,
         default_trust: float = 1.0,
         trust: Mapping[str, float] | None = None,
+        max_subjects: int = MAX_SUBJECTS,
     ) -> None:
         if half_life <= 0:
             raise ValueError("half_life must be positive")
+        if max_subjects < 1:
+            raise ValueError("max_subjects must be at least 1")
+        self._max_subjects = max_subjects
+        self.evicted = 0
+        """Subjects dropped from memory because ``max_subjects`` were held."""
         self._half_life = half_life
         self._default_trust = default_trust
         self._trust = dict(trust or {})
@@ -116,9 +130,17 @@ class PeerLedger:
             if entry.node == node and entry.seq >= seq:
                 return False
         entry = _Standing(node=node, kind=kind.value, seq=seq, at=at, expires=at + ttl)
-        self._by_subject[subject] = (*(e for e in standing if e.node != node), entry)
+        self._put(subject, (*(e for e in standing if e.node != node), entry))
         self._writes.append((UPSERT, (subject, node, entry.kind, seq, at, entry.expires)))
         return True
+
+    def _put(self, subject: str, standing: tuple[_Standing, ...]) -> None:
+        """Hold ``standing`` as the subject's newest change (dict order: least recently changed first)."""
+        by_subject = self._by_subject
+        if by_subject.pop(subject, None) is None and len(by_subject) >= self._max_subjects:
+            del by_subject[next(iter(by_subject))]
+            self.evicted += 1
+        by_subject[subject] = standing
 
     def revoke(self, *, subject: str, node: str, seq: int) -> bool:
         """The node withdraws its verdicts on the subject (an admin unlist there); False if none stood."""
@@ -197,14 +219,14 @@ class PeerLedger:
     def load(self, conn: sqlite3.Connection, now: float) -> int:
         """Read the standing verdicts from the node database; return how many were loaded."""
         count = 0
-        cursor = conn.execute(
-            "SELECT subject, node, kind, seq, at, expires FROM peer_verdicts WHERE expires > ?", (now,)
+        cursor = conn.execute(  # oldest first: beyond max_subjects the most recent stay
+            "SELECT subject, node, kind, seq, at, expires FROM peer_verdicts WHERE expires > ? ORDER BY at", (now,)
         )
         for subject, node, kind, seq, at, expires in cursor:
             if kind not in KIND_WEIGHT:
                 continue
             entry = _Standing(node=node, kind=kind, seq=seq, at=at, expires=expires)
-            self._by_subject[subject] = (*self._by_subject.get(subject, ()), entry)
+            self._put(subject, (*self._by_subject.get(subject, ()), entry))
             count += 1
         return count
 

@@ -155,8 +155,8 @@ class Node:
         self._write_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="callshield-writer")
         self.mesh: MeshLink | None = None
         if config.mesh.enabled:
-            # Its own connection: the outbox commits on the loop, apart from the batches of the writer.
-            self.mesh = MeshLink(firewall=self.firewall, config=config, outbox=Outbox(db.connect(database)))
+            # Its own file (outbox.py): the outbox commits on the loop, never behind the writer's batches.
+            self.mesh = MeshLink(firewall=self.firewall, config=config, outbox=Outbox.open(database))
             self.firewall.on_shared = self.mesh.on_verdict
             self.firewall.on_screen_failed = self.mesh.on_screen_failed
         self.http: HttpListener | None = None

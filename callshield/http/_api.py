@@ -304,7 +304,7 @@ async def remove_list_entries(request: web.Request, audit: Audit) -> web.Respons
         removed = admin.remove_entries(ListStore(conn), pattern, dids=dids or None, action=chosen)
         seq = None
         if removed and admin.revokes_on_mesh(pattern):  # peers drop this node's verdicts on the number
-            seq = admin.share_event(config, conn, kind="revoke", e164=pattern, now=now)
+            seq = admin.share_event(config, ctx.database, kind="revoke", e164=pattern, now=now)
         return removed, seq
 
     removed, seq = await ctx.write(remove)
@@ -328,7 +328,7 @@ async def add_report(request: web.Request, audit: Audit) -> web.Response:
     e164 = info.e164 or ""
     audit.target = e164
     config, now = ctx.config(), fw.clock.now()
-    seq = await ctx.write(lambda conn: admin.share_event(config, conn, kind="report", e164=e164, now=now))
+    seq = await ctx.write(lambda _: admin.share_event(config, ctx.database, kind="report", e164=e164, now=now))
     audit.result = "reported" + (f", mesh seq {seq}" if seq is not None else "")
     return _json({"number": e164, "admin": body.admin, "mesh_seq": seq}, status=201)
 
@@ -378,7 +378,7 @@ async def get_mesh(request: web.Request) -> web.Response:
     ctx = context(request)
     fw = ctx.firewall
     live = ctx.mesh_status() if ctx.mesh_status is not None else None
-    return _json(admin.mesh_status(ctx.config(), fw.connection, now=fw.clock.now(), live=live))
+    return _json(admin.mesh_status(ctx.config(), ctx.database, now=fw.clock.now(), live=live))
 
 
 async def get_config(request: web.Request) -> web.Response:

@@ -39,6 +39,7 @@ from callshield.mesh._message import (
     SubjectKind,
     decode_payload,
     encode_payload,
+    stamped,
 )
 from callshield.mesh._outbound import DEFAULT_BLOCK_TTL, DEFAULT_SCREEN_TTL, Outbound, OutboundMessage
 from callshield.mesh._privacy import subject_for
@@ -91,6 +92,7 @@ __all__ = [
     "parse_sync_topic",
     "parse_verdict_topic",
     "signature",
+    "stamped",
     "status_filter",
     "status_topic",
     "subject_for",

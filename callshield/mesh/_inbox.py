@@ -47,7 +47,7 @@ from typing import Final
 import msgspec
 
 from callshield.mesh._message import PROTOCOL_VERSION, MeshMessage, SubjectKind, decode_payload, payload_version
-from callshield.mesh._signing import Keyring, open_envelope, verify
+from callshield.mesh._signing import Keyring, open_envelope
 from callshield.mesh._topics import check_name, parse_verdict_topic
 
 __all__ = [
@@ -241,7 +241,7 @@ class Inbox:
             return RejectReason.UNKNOWN_KEY
         if key.valid_until is not None and now > key.valid_until:
             return RejectReason.EXPIRED_KEY
-        if not verify(key.secret, topic, raw, sig):
+        if not self._keyring.verify(key, topic, raw, sig):
             return RejectReason.BAD_SIGNATURE
         return None
 
@@ -274,16 +274,17 @@ def _parse(payload: bytes | bytearray | memoryview) -> tuple[str | None, str | N
     """The envelope's key id, signature, raw payload bytes and decoded v1 payload; or why not."""
     try:  # msgspec raises RecursionError for deep nesting ({"payload":[[[[...): a few KiB are enough
         kid, sig, raw = open_envelope(payload)
+    except (msgspec.DecodeError, RecursionError):
+        return RejectReason.MALFORMED
+    try:  # the usual case first: a valid v1 payload (its rules include v == 1)
+        return kid, sig, raw, decode_payload(raw)
+    except (msgspec.DecodeError, RecursionError):
+        pass
+    try:  # not one: a version we do not speak, or malformed
         version = payload_version(raw)
     except (msgspec.DecodeError, RecursionError):
         return RejectReason.MALFORMED
-    if version != PROTOCOL_VERSION:
-        return RejectReason.UNKNOWN_VERSION
-    try:
-        message = decode_payload(raw)
-    except (msgspec.DecodeError, RecursionError):
-        return RejectReason.MALFORMED
-    return kid, sig, raw, message
+    return RejectReason.UNKNOWN_VERSION if version != PROTOCOL_VERSION else RejectReason.MALFORMED
 
 
 def _topic_node(topic: str) -> str | None:

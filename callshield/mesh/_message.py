@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 import re
+from copy import copy as _copy
 from enum import StrEnum
 from typing import Final
 
@@ -55,6 +56,7 @@ __all__ = [
     "SubjectKind",
     "decode_payload",
     "encode_payload",
+    "stamped",
 ]
 
 PROTOCOL_VERSION: Final = 1
@@ -146,12 +148,21 @@ def _check_action(kind: MessageKind, action: Action, score: int) -> None:
         raise ValueError("a revoke has action connect and score 0")
 
 
+_VALID_REASONS: Final[set[str]] = set()
+"""Reason codes that passed the check (the same few come in every message); at most _KNOWN_REASONS."""
+_KNOWN_REASONS: Final = 4096
+
+
 def _check_reasons(reasons: tuple[str, ...]) -> None:
     if len(reasons) > MAX_REASONS:
         raise ValueError(f"more than {MAX_REASONS} reasons")
     for code in reasons:
+        if code in _VALID_REASONS:
+            continue
         if len(code) > _MAX_REASON_LENGTH or not REASON_CODE.fullmatch(code):
             raise ValueError("a reason is not a machine reason code")
+        if len(_VALID_REASONS) < _KNOWN_REASONS:
+            _VALID_REASONS.add(code)
 
 
 def _check_evidence(evidence: dict[str, int]) -> None:
@@ -173,6 +184,24 @@ class _Versioned(msgspec.Struct):
 
 
 _VERSION_DECODER: Final = msgspec.json.Decoder(_Versioned)
+
+
+def stamped(message: MeshMessage, *, seq: int | None = None, ts: float | None = None) -> MeshMessage:
+    """A copy of ``message`` with a new ``seq`` and/or ``ts`` (numbered when committed, stamped when sent).
+
+    Only these two fields change, and only they are checked (ValueError out of range): the rest
+    was validated when ``message`` was built, so the copy skips the full validation (~7 µs).
+    """
+    copy = _copy(message)  # a struct's copy does not run __post_init__
+    if seq is not None:
+        if not 0 <= seq <= MAX_SEQ:
+            raise ValueError("seq out of range")
+        msgspec.structs.force_setattr(copy, "seq", seq)
+    if ts is not None:
+        if not math.isfinite(ts) or ts < 0:
+            raise ValueError("ts must be a finite, non-negative time")
+        msgspec.structs.force_setattr(copy, "ts", float(ts))
+    return copy
 
 
 def encode_payload(message: MeshMessage) -> bytes:

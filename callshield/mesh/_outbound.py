@@ -33,6 +33,7 @@ from callshield.mesh._message import (
     MessageKind,
     SubjectKind,
     encode_payload,
+    stamped,
 )
 from callshield.mesh._privacy import subject_for
 from callshield.mesh._signing import Keyring
@@ -168,7 +169,7 @@ class Outbound:
         """Sign and encode ``message`` with the current key; with ``now``, its ``ts`` is set to it first
         (a message kept in an outbox through a long broker outage is not stale when finally sent)."""
         if now is not None and now != message.ts:
-            message = msgspec.structs.replace(message, ts=now)
+            message = stamped(message, ts=now)
         payload = encode_payload(message)
         return OutboundMessage(topic=self._topic, payload=self._keyring.seal(self._topic, payload), seq=message.seq)
 

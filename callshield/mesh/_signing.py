@@ -41,6 +41,8 @@ __all__ = [
 
 MIN_SECRET_BYTES: Final = 32
 SIGNATURE_HEX_LENGTH: Final = 64
+MAX_PREFIXES: Final = 4096
+"""(key, topic) pairs whose HMAC state after ``topic + "\n"`` a keyring keeps (then it starts afresh)."""
 _KEY_ID: Final = re.compile(r"[A-Za-z0-9_.-]{1,32}", re.ASCII)
 _HEX: Final = re.compile(r"(?:[0-9a-fA-F]{2})+", re.ASCII)
 _BASE64: Final = re.compile(r"[A-Za-z0-9+/_-]+={0,2}", re.ASCII)
@@ -126,6 +128,7 @@ class Keyring:
             keys[key.kid] = key
         self._current = current
         self._keys = keys
+        self._prefixes: dict[tuple[str, str], hmac.HMAC] = {}
 
     @property
     def current(self) -> SigningKey:
@@ -144,8 +147,27 @@ class Keyring:
     def seal(self, topic: str, payload: bytes) -> bytes:
         """The envelope bytes of ``payload`` (canonical payload bytes) signed with the current key for ``topic``."""
         key = self._current
-        envelope = _OutEnvelope(kid=key.kid, payload=msgspec.Raw(payload), sig=signature(key.secret, topic, payload))
+        envelope = _OutEnvelope(kid=key.kid, payload=msgspec.Raw(payload), sig=self.signature(key, topic, payload))
         return _ENVELOPE_ENCODER.encode(envelope)
+
+    def signature(self, key: SigningKey, topic: str, payload: bytes | bytearray | memoryview) -> str:
+        """:func:`signature` with ``key``'s secret, from a kept HMAC state after the topic (~2 µs less)."""
+        prefix = self._prefixes.get((key.kid, topic))
+        if prefix is None:
+            if len(self._prefixes) >= MAX_PREFIXES:  # topics come from the network: bounded
+                self._prefixes.clear()
+            prefix = hmac.new(key.secret, topic.encode("utf-8", "surrogatepass") + b"\n", hashlib.sha256)
+            self._prefixes[(key.kid, topic)] = prefix
+        mac = prefix.copy()
+        mac.update(payload)
+        return mac.hexdigest()
+
+    def verify(self, key: SigningKey, topic: str, payload: bytes, sig: str) -> bool:
+        """:func:`verify` with ``key``'s secret (constant-time comparison)."""
+        if len(sig) != SIGNATURE_HEX_LENGTH:
+            return False
+        expected = self.signature(key, topic, payload)
+        return hmac.compare_digest(expected.encode("ascii"), sig.encode("utf-8", "surrogatepass"))
 
 
 def open_envelope(data: bytes | bytearray | memoryview) -> tuple[str | None, str | None, bytes]:

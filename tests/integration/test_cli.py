@@ -208,3 +208,9 @@ def test_reports_and_unlists_are_queued_for_the_mesh(tmp_path: Path) -> None:
     text = cs(tmp_path, *base, "mesh", "status").stdout
     assert "acme/pbx-1, not connected" in text and "outbox   2 waiting" in text
     assert "queued" not in cs(tmp_path, "report", "+14155550125").stdout  # mesh disabled: nothing queued
+    # The outbox has its own file next to the node database; a node without the mesh gets none.
+    data = tmp_path / "data" / "callshield"
+    assert (data / "callshield-mesh.sqlite3").exists()
+    other = tmp_path / "other.sqlite3"
+    assert "mesh     disabled" in cs(tmp_path, "--db", str(other), "mesh", "status").stdout
+    assert not (tmp_path / "other-mesh.sqlite3").exists()

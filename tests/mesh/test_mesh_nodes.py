@@ -46,7 +46,7 @@ reconnect_max = "1s"
         )
         path = tmp / f"{name}.sqlite3"
         self.firewall = Firewall(config=config, conn=db.connect(path))
-        self.link = MeshLink(firewall=self.firewall, config=config, outbox=Outbox(db.connect(path)))
+        self.link = MeshLink(firewall=self.firewall, config=config, outbox=Outbox.open(path))
         self.firewall.on_shared = self.link.on_verdict
         self.firewall.on_screen_failed = self.link.on_screen_failed
         self.stop = asyncio.Event()
@@ -74,9 +74,11 @@ async def nodes(mosquitto: Broker, cluster: str, tmp_path: Path) -> AsyncIterato
     deny = f'[[rules]]\naction = "deny"\npattern = "{SPAMMER}"\n'
     made = {name: MeshNode(name, tmp_path, mosquitto, cluster) for name in ("b", "c")}
     made["a"] = MeshNode("a", tmp_path, mosquitto, cluster, extra=deny)  # A blocks SPAMMER on its own
+    # One after the other, A last: A then never sees the others' catch-up requests (sent before it
+    # subscribed), so it cannot re-share a verdict of the test (a second message) in answer to one.
     for node in made.values():
         node.task = asyncio.create_task(node.link.run(node.stop))
-    await asyncio.gather(*(eventually(node.link.connected.is_set) for node in made.values()))
+        await eventually(node.link.connected.is_set)
     try:
         yield made
     finally:
@@ -96,8 +98,11 @@ async def test_a_block_on_one_node_reaches_the_others(nodes: dict[str, MeshNode]
     await eventually(lambda: b.firewall.peers.subjects() == 1 and c.firewall.peers.subjects() == 1)
     assert b.check()[0] is Action.SCREEN  # one peer's block screens
     assert c.link.inbox.stats["accepted"] == 1
-    assert a.link.counters["published"] == 1
-    await eventually(lambda: a.link.inbox.stats["own"] == 1)  # its own message comes back, ignored
+    await eventually(lambda: a.link.counters["published"] == 1)  # its PUBACK
+    # No local (MQTT 5): the broker does not send A its own message back. C got it later than B, and
+    # the broker handles A's PUBACK and the deliveries in order: an echo would have come by now.
+    await asyncio.sleep(0.2)
+    assert a.link.inbox.stats.total() == 0
 
 
 async def test_one_rogue_node_cannot_make_another_block_but_a_quorum_can(nodes: dict[str, MeshNode]) -> None:
@@ -176,7 +181,7 @@ async def test_a_30_s_broker_outage_during_a_stream_of_verdicts_loses_none(
         timeout=20.0,
         message=lambda: f"{b.firewall.peers.subjects()} of {decided}: {b.link.inbox.stats}",
     )
-    assert a.link._outbox.depth() == 0
+    await eventually(lambda: a.link._outbox.depth() == 0)  # acknowledged ones are removed in batches
     assert b.link.inbox.stats["accepted"] == decided  # every verdict once in effect
 
 
@@ -254,7 +259,7 @@ async def test_the_link_saves_a_status_for_the_cli(nodes: dict[str, MeshNode], t
     a.decide()
     await eventually(lambda: b.link.inbox.stats["accepted"] == 1)
     b.link.save_status()
-    status = read_status(b.firewall.connection)
+    status = read_status(b.link._outbox.connection)  # in the mesh's own database file
     assert status is not None and status["connected"] is True
     peers = status["peers"]
     assert isinstance(peers, list) and [p["node"] for p in peers] == ["a"]

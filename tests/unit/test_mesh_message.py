@@ -9,7 +9,7 @@ import pytest
 
 from callshield.mesh import MeshMessage, MessageKind, SubjectKind, decode_payload, encode_payload
 from callshield.verdict import Action
-from tests.unit.mesh_support import CALLER, NOW, payload_fields
+from tests.unit.mesh_support import CALLER, NOW, block, outbound, payload_fields
 
 
 def encoded(**changes: object) -> bytes:
@@ -100,3 +100,17 @@ def test_building_an_invalid_message_raises() -> None:
         msgspec.convert(fields, MeshMessage)
     with pytest.raises(ValueError, match="score"):
         MeshMessage(**{**msgspec.convert(payload_fields(), dict[str, object]), "score": 150})  # type: ignore[arg-type]
+
+
+def test_stamped_sets_only_seq_and_ts_on_a_copy_and_checks_them() -> None:
+    from callshield.mesh import stamped
+
+    original = block(outbound())
+    copy = stamped(original, seq=99, ts=NOW + 5)
+    assert (copy.seq, copy.ts) == (99, NOW + 5)
+    assert (original.seq, original.ts) == (1, NOW)  # untouched
+    assert msgspec.structs.replace(copy, seq=1, ts=NOW) == original
+    assert decode_payload(encode_payload(copy)) == copy  # still a valid payload
+    for bad in ({"seq": -1}, {"seq": 2**63}, {"ts": float("nan")}, {"ts": -1.0}):
+        with pytest.raises(ValueError):
+            stamped(original, **bad)

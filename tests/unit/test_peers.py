@@ -96,3 +96,28 @@ def test_a_replayed_upsert_does_not_roll_back_a_newer_row(tmp_path: Path) -> Non
     db.apply(conn, newer.take_writes())
     db.apply(conn, older.take_writes())  # e.g. another process with an older copy
     assert conn.execute("SELECT kind, seq FROM peer_verdicts").fetchall() == [("block", 9)]
+
+
+def test_memory_is_bounded_the_least_recently_changed_subject_goes_first(tmp_path: Path) -> None:
+    peers = PeerLedger(half_life=30 * DAY, max_subjects=2)
+    for i, subject in enumerate(("+14155550001", "+14155550002")):
+        peers.add(subject=subject, node="a", kind=PeerKind.BLOCK, seq=i + 1, at=float(i), ttl=DAY)
+    # A newer verdict on the first subject makes it the most recently changed one.
+    peers.add(subject="+14155550001", node="b", kind=PeerKind.SCREEN, seq=1, at=5.0, ttl=DAY)
+    peers.add(subject="+14155550003", node="a", kind=PeerKind.BLOCK, seq=3, at=6.0, ttl=DAY)
+    assert peers.subjects() == 2 and peers.evicted == 1
+    assert peers.view("+14155550002", 10.0) is NO_PEERS  # evicted
+    assert peers.view("+14155550001", 10.0).nodes == 2
+    assert peers.view("+14155550003", 10.0).blockers == 1
+    # The database keeps every row; a restart loads the most recent max_subjects.
+    conn = db.connect(tmp_path / "cs.sqlite3")
+    db.apply(conn, peers.take_writes())
+    again = PeerLedger(half_life=30 * DAY, max_subjects=2)
+    assert again.load(conn, 10.0) == 4
+    assert again.subjects() == 2 and again.evicted == 1
+    assert again.view("+14155550002", 10.0) is NO_PEERS
+
+
+def test_max_subjects_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_subjects"):
+        PeerLedger(half_life=DAY, max_subjects=0)
