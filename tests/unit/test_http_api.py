@@ -252,7 +252,9 @@ async def test_unlist_and_report_are_shared_on_the_mesh_like_the_cli(mesh_api: A
     assert reported["mesh_seq"] == 2
     await mesh_api.post("/api/v1/lists", {"action": "deny", "pattern": "+1415555*"})
     assert (await mesh_api.delete("/api/v1/lists", {"pattern": "+1415555*"}))[1]["mesh_seq"] is None  # not a number
-    waiting = Outbox(mesh_api.fw.connection).pending()
+    box = Outbox.open(mesh_api.ctx.database)  # the mesh's own file beside the node database
+    waiting = box.pending()
+    box.connection.close()
     kinds = [(decode_payload(row.payload).kind.value, decode_payload(row.payload).subject) for row in waiting]
     assert kinds == [("revoke", "+14155550123"), ("report", "+17185550123")]
     assert [row.topic for row in waiting] == ["callshield/v1/acme/verdicts/pbx-a"] * 2
