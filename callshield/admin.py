@@ -188,10 +188,19 @@ def mesh_status(
 
 
 def config_warnings(config: Config) -> list[str]:
-    """What ``config check`` warns about: allow and deny rules with the same pattern and scope."""
+    """What ``config check`` warns about: allow and deny rules with the same pattern and scope, and
+    a learned model that cannot be loaded (the rules would score instead)."""
     rules = RuleSet(Rule.compile(spec, source=f"config:rules[{i}]") for i, spec in enumerate(config.rules))
-    return [
+    warnings = [
         f"{first.source} and {second.source} allow and deny the same pattern "
         f"{first.pattern.text} with the same scope: the allow wins"
         for first, second in rules.conflicts()
     ]
+    if config.model.scorer == "model":
+        from callshield.model import ModelError, ModelScorer, model_path
+
+        try:
+            ModelScorer.load(model_path(config))
+        except ModelError as exc:
+            warnings.append(f"model: {exc}; the rules will score instead")
+    return warnings

@@ -551,7 +551,7 @@ def config_check(state: State, file: str | None) -> None:
         click.echo(f"warning: {warning}", err=True)
     click.echo(
         f"{path or '(built-in defaults)'}: OK ({len(loaded.rules)} rules, mode {loaded.policy.mode.value}, "
-        f"database {loaded.storage.database_path()})"
+        f"scorer {loaded.model.scorer}, database {loaded.storage.database_path()})"
     )
 
 

@@ -241,3 +241,13 @@ def test_calibration_refuses_a_falling_isotonic_map() -> None:
     model, _, _ = _model("trees", calibration=Calibration(kind="isotonic", x=[0.0, 1.0], y=[0.9, 0.1]))
     with pytest.raises(ModelError, match="non-decreasing"):
         parse(dump(model))
+
+
+def test_config_check_warns_when_the_model_cannot_be_used(tmp_path: Path) -> None:
+    from callshield.admin import config_warnings
+
+    missing = Config(model=ModelConfig(scorer="model", path=str(tmp_path / "absent.json")))
+    assert any(w.startswith("model: cannot read model file") for w in config_warnings(missing))
+    if SHIPPED_MODEL.exists():
+        assert config_warnings(Config(model=ModelConfig(scorer="model"))) == []
+    assert config_warnings(Config(model=ModelConfig(scorer="rules", path=str(tmp_path / "absent.json")))) == []
