@@ -169,6 +169,8 @@ class ModelScorer:
         evidence = self._evidence_reasons(features)
         if not evidence:
             return score, reasons
+        if not reasons and score > 0:  # the points must still add up (the quorum rule sums them)
+            reasons = (Reason(code="model:score", points=float(score), detail=f"learned model score {score}"),)
         found = sorted((*reasons, *evidence), key=_by_points)
         return max(0, min(100, round(score + sum(r.points for r in evidence)))), tuple(found)
 

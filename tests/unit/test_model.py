@@ -212,6 +212,8 @@ def test_model_scorer_adds_the_rules_points_for_evidence_it_does_not_read(tmp_pa
     local = sum(r.points for r in peer_reasons if r.code != "reputation:peer")
     shared = next(r.points for r in peer_reasons if r.code == "reputation:peer")
     assert peer_score == pytest.approx(local + shared, abs=1)
+    model_only, _ = scorer.score(tuple(quiet))
+    assert local == pytest.approx(model_only, abs=1)  # what the quorum rule sees as this node's own score
 
 
 def test_thresholds_keep_legitimate_calls_within_budget() -> None:
