@@ -168,6 +168,8 @@ def mesh_status(
 ) -> dict[str, Any]:
     """The mesh link's status: ``live`` from the running link, else what a running server last saved
     (in the mesh database beside ``database``; no file is made for a node without the mesh)."""
+    if live is not None:  # the running link's status already holds its outbox depth
+        return {**live, "server_running": True, "enabled": config.mesh.enabled}
     from callshield.meshlink import read_status
     from callshield.outbox import Outbox, mesh_database_path
 
@@ -177,11 +179,9 @@ def mesh_status(
         box = Outbox.open(database)
         try:
             depth = box.depth()
-            saved = (read_status(box.connection) or {}) if live is None else {}
+            saved = read_status(box.connection) or {}
         finally:
             box.connection.close()
-    if live is not None:
-        return {**live, "outbox": depth, "server_running": True, "enabled": config.mesh.enabled}
     at = saved.get("at")
     running = isinstance(at, (int, float)) and now - at <= STATUS_STALE
     return {**saved, "outbox": depth, "server_running": running, "enabled": config.mesh.enabled}

@@ -168,9 +168,9 @@ class MeshLink:
         self._in_flight: dict[int, int] = {}
         """paho message id -> sequence number, for the publishes awaiting their PUBACK."""
         self._paho: paho.Client | None = None
+        """The connected session's paho client (aiomqtt's), or None between sessions."""
         self._window = PUBLISH_WINDOW
         """The session's window: what the broker accepts unacknowledged (CONNACK), capped at PUBLISH_WINDOW."""
-        """The connected session's paho client (aiomqtt's), or None between sessions."""
         self._answered: dict[str, float] = {}  # requester -> when we last answered it
         self._asked_to_sync = False
         self._last_prune = float("-inf")

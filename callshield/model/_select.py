@@ -44,6 +44,7 @@ def _load(path: Path, evidence: Scorer) -> ModelScorer:
     key = (str(path), stat.st_mtime_ns, stat.st_size)
     compiled = _compiled.get(key)
     if compiled is None:
+        _compiled.clear()  # only the file in use stays compiled (a reload after a retrain replaces it)
         compiled = _compiled[key] = ModelScorer.load(path)
     # The compiled functions are shared; the evidence scorer follows the current [scoring].
     return compiled.with_evidence(evidence)
